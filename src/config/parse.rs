@@ -1,0 +1,624 @@
+//! From TOML text to a validated [`Config`]: every section read strictly, then
+//! the cross-references (upstream names, duplicate route names) checked, with
+//! every problem gathered before anything is returned.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue, Method, Uri};
+use toml::de::DeTable;
+
+use super::reader::{Diags, SpannedStr, TableReader, suggestion};
+use super::source::{ConfigError, Diagnostic, Located, SourceFile};
+use super::{Balance, Config, Default, Route, Server, Target, Upstream};
+use crate::router::{Conditions, HostMatch, PathMap, Pattern, Router};
+
+/// Keys SPEC defines whose features this build does not have yet. They are
+/// refused, not ignored, so nobody believes a ramp or a shadow is running.
+const ROUTE_NOT_YET: &[&str] = &[
+    "shift",
+    "shadow",
+    "fallback",
+    "fallback_on",
+    "compose",
+    "async",
+];
+const UPSTREAM_NOT_YET: &[&str] = &["health", "eject", "retries", "ca"];
+const SERVER_NOT_YET: &[&str] = &["tls"];
+const TOP_NOT_YET: &[&str] = &["async"];
+
+pub(super) fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
+    let (doc, syntax) = DeTable::parse_recoverable(src.text());
+    if !syntax.is_empty() {
+        let located = syntax
+            .iter()
+            .map(|e| {
+                src.locate(&Diagnostic {
+                    span: e.span(),
+                    message: format!("invalid TOML: {}", e.message().trim()),
+                })
+            })
+            .collect();
+        return Err(ConfigError::Invalid(located));
+    }
+    let diags = Diags::default();
+    let mut top = TableReader::new(doc.get_ref(), "config", &diags);
+
+    let server = match top.table("server") {
+        Some((t, _)) => parse_server(t, &diags),
+        None => Server::default(),
+    };
+    let upstreams = match top.table("upstreams") {
+        Some((t, _)) => parse_upstreams(t, &diags),
+        None => Vec::new(),
+    };
+    let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+    let default = top
+        .table("default")
+        .and_then(|(t, _)| parse_default(t, &names, &diags));
+    let routes = top
+        .tables("routes")
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (t, span))| parse_route(i, t, span, &names, src, &diags))
+        .collect::<Vec<_>>();
+    not_yet(&mut top, TOP_NOT_YET);
+    top.finish();
+    check_route_names(&routes, &diags);
+    let routes: Vec<Route> = routes.into_iter().map(|(r, _)| r).collect();
+    let errors = diags.into_vec();
+    if !errors.is_empty() {
+        return Err(ConfigError::Invalid(
+            errors.iter().map(|d| src.locate(d)).collect(),
+        ));
+    }
+    let warnings = warnings(src, &doc, &upstreams, default.as_ref(), &routes);
+    Ok(Config {
+        file: src.name().to_owned(),
+        server,
+        upstreams,
+        default,
+        routes,
+        warnings,
+    })
+}
+
+fn not_yet(r: &mut TableReader<'_, '_>, keys: &[&'static str]) {
+    for &key in keys {
+        if let Some(v) = r.value(key) {
+            r.diags().error(
+                v.span(),
+                format!(
+                    "{}: `{key}` is not supported by this version of strangler yet",
+                    r.what()
+                ),
+            );
+        }
+    }
+}
+
+fn parse_server(t: &DeTable<'_>, diags: &Diags) -> Server {
+    let mut r = TableReader::new(t, "[server]", diags);
+    let d = Server::default();
+    let listen = r
+        .strings("listen")
+        .map(|list| {
+            if list.is_empty() {
+                diags.error(0..0, "[server]: `listen` needs at least one address");
+            }
+            list.iter()
+                .filter_map(|s| socket_addr(s, "listen", diags))
+                .collect()
+        })
+        .unwrap_or(d.listen);
+    let admin = r
+        .string("admin")
+        .and_then(|s| socket_addr(&s, "admin", diags));
+    let admin_token = r.string("admin_token");
+    if let Some(tok) = &admin_token
+        && tok.get_ref().trim().is_empty()
+    {
+        diags.error(tok.span(), "[server]: `admin_token` must not be empty");
+    }
+    let workers = r.uint("workers", 1024).and_then(|n| {
+        if *n.get_ref() == 0 {
+            diags.error(n.span(), "[server]: `workers` must be at least 1");
+            return None;
+        }
+        Some(*n.get_ref() as usize)
+    });
+    let max_connections = r
+        .uint("max_connections", 10_000_000)
+        .and_then(|n| {
+            if *n.get_ref() == 0 {
+                diags.error(n.span(), "[server]: `max_connections` must be at least 1");
+                return None;
+            }
+            Some(*n.get_ref() as usize)
+        })
+        .unwrap_or(d.max_connections);
+    let server = Server {
+        listen,
+        admin_token: admin_token.as_ref().map(|t| t.get_ref().clone()),
+        connect_timeout: r.duration("connect_timeout").unwrap_or(d.connect_timeout),
+        request_timeout: r.duration("request_timeout").unwrap_or(d.request_timeout),
+        idle_timeout: r.duration("idle_timeout").unwrap_or(d.idle_timeout),
+        header_read_timeout: r
+            .duration("header_read_timeout")
+            .unwrap_or(d.header_read_timeout),
+        max_request_body: r.size("max_request_body").unwrap_or(d.max_request_body),
+        max_connections,
+        drain_timeout: r.duration("drain_timeout").unwrap_or(d.drain_timeout),
+        merge_slashes: r.bool("merge_slashes").unwrap_or(d.merge_slashes),
+        workers,
+        admin,
+    };
+    if let Some(addr) = server.admin
+        && !addr.ip().is_loopback()
+        && server.admin_token.is_none()
+        && let Some(v) = t.get("admin")
+    {
+        diags.error(
+            v.span(),
+            format!(
+                "[server]: the admin API listens on {addr}, beyond loopback: set `admin_token` so writes need a bearer token (or listen on 127.0.0.1)"
+            ),
+        );
+    }
+    not_yet(&mut r, SERVER_NOT_YET);
+    r.finish();
+    server
+}
+
+fn socket_addr(s: &SpannedStr, key: &str, diags: &Diags) -> Option<SocketAddr> {
+    match s.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            diags.error(
+                s.span(),
+                format!(
+                    "[server]: `{key}` = \"{}\" is not an address: write IP:PORT, e.g. \"0.0.0.0:8080\" or \"[::1]:8080\"",
+                    s.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn parse_upstreams(t: &DeTable<'_>, diags: &Diags) -> Vec<Upstream> {
+    let mut out = Vec::new();
+    for (key, value) in t.iter() {
+        let name: &str = key.get_ref();
+        if !valid_name(name) {
+            diags.error(
+                key.span(),
+                format!("upstream name \"{name}\" may only use letters, digits, `_`, `-` and `.`"),
+            );
+        }
+        let what = format!("upstream \"{name}\"");
+        let Some(table) = value.get_ref().as_table() else {
+            diags.error(value.span(), format!("{what} must be a table"));
+            continue;
+        };
+        let mut r = TableReader::new(table, what.clone(), diags);
+        let targets: Vec<Target> = match r.string_list("targets") {
+            Some(list) => {
+                if list.is_empty() {
+                    diags.error(key.span(), format!("{what}: `targets` is empty"));
+                }
+                list.iter()
+                    .filter_map(|s| target(s, &what, diags))
+                    .collect()
+            }
+            None => {
+                diags.error(
+                    key.span(),
+                    format!(
+                        "{what}: `targets` is missing (e.g. targets = [\"http://10.0.0.5:8080\"])"
+                    ),
+                );
+                Vec::new()
+            }
+        };
+        let balance = r
+            .string("balance")
+            .and_then(|s| match s.get_ref().as_str() {
+                "round_robin" => Some(Balance::RoundRobin),
+                "least_request" => Some(Balance::LeastRequest),
+                "random" => Some(Balance::Random),
+                other => {
+                    diags.error(
+                        s.span(),
+                        format!("{what}: unknown balance \"{other}\" (known: least_request, random, round_robin)"),
+                    );
+                    None
+                }
+            })
+            .unwrap_or_default();
+        let host = r
+            .string("host")
+            .and_then(|s| match HeaderValue::from_str(s.get_ref()) {
+                Ok(v) if !s.get_ref().is_empty() && !s.get_ref().contains(['/', ' ']) => Some(v),
+                _ => {
+                    diags.error(
+                        s.span(),
+                        format!("{what}: `host` = \"{}\" is not a host name", s.get_ref()),
+                    );
+                    None
+                }
+            });
+        not_yet(&mut r, UPSTREAM_NOT_YET);
+        r.finish();
+        out.push(Upstream {
+            name: name.to_owned(),
+            targets,
+            balance,
+            host,
+        });
+    }
+    out
+}
+
+fn target(s: &SpannedStr, what: &str, diags: &Diags) -> Option<Target> {
+    let text = s.get_ref();
+    let fail = |why: &str| {
+        diags.error(
+            s.span(),
+            format!("{what}: target \"{text}\" {why} (write e.g. \"http://10.0.0.5:8080\")"),
+        );
+        None
+    };
+    let Ok(uri) = text.parse::<Uri>() else {
+        return fail("is not a URL");
+    };
+    match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP => {}
+        Some(s) if *s == Scheme::HTTPS => {
+            return fail("uses https, which this version of strangler does not support yet");
+        }
+        _ => return fail("needs the http:// scheme"),
+    }
+    let Some(auth) = uri.authority() else {
+        return fail("has no host");
+    };
+    if auth.as_str().contains('@') {
+        return fail("must not carry user info");
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+    {
+        return fail("must not have a path; use `rewrite` or `strip_prefix` on the route");
+    }
+    let port = auth.port_u16().unwrap_or(80);
+    let url = format!("http://{}:{port}", auth.host());
+    let authority = match Authority::try_from(format!("{}:{port}", auth.host())) {
+        Ok(a) => a,
+        Err(_) => return fail("has an invalid host"),
+    };
+    Some(Target { url, authority })
+}
+
+fn upstream_ref(s: &SpannedStr, what: &str, names: &[&str], diags: &Diags) -> Option<usize> {
+    let name = s.get_ref().as_str();
+    if let Some(i) = names.iter().position(|n| *n == name) {
+        return Some(i);
+    }
+    let mut known: Vec<&str> = names.to_vec();
+    known.sort_unstable();
+    let hint = suggestion(name, &known)
+        .map(|s| format!("did you mean \"{s}\"? "))
+        .unwrap_or_default();
+    let list = if known.is_empty() {
+        "none: define one under [upstreams.NAME]".to_owned()
+    } else {
+        known.join(", ")
+    };
+    diags.error(
+        s.span(),
+        format!("{what}: unknown upstream \"{name}\" ({hint}known: {list})"),
+    );
+    None
+}
+
+fn parse_default(t: &DeTable<'_>, names: &[&str], diags: &Diags) -> Option<Default> {
+    let mut r = TableReader::new(t, "[default]", diags);
+    let up = r.string("upstream");
+    r.finish();
+    match up {
+        Some(s) => upstream_ref(&s, "[default]", names, diags).map(|upstream| Default { upstream }),
+        None => {
+            diags.error(0..0, "[default]: `upstream` is missing");
+            None
+        }
+    }
+}
+
+fn parse_route(
+    index: usize,
+    t: &DeTable<'_>,
+    span: Range<usize>,
+    names: &[&str],
+    src: &SourceFile,
+    diags: &Diags,
+) -> Option<(Route, Range<usize>)> {
+    // Name first, so every later message can say which route it is about.
+    let pattern_text = t
+        .get("path")
+        .or_else(|| t.get("prefix"))
+        .and_then(|v| v.get_ref().as_str());
+    let what = match (
+        t.get("name").and_then(|v| v.get_ref().as_str()),
+        pattern_text,
+    ) {
+        (Some(n), _) | (None, Some(n)) => format!("route \"{n}\""),
+        (None, None) => format!("route #{}", index + 1),
+    };
+    let mut r = TableReader::new(t, what.clone(), diags);
+
+    let name = r.string("name");
+    if let Some(n) = &name
+        && n.get_ref().trim().is_empty()
+    {
+        diags.error(n.span(), format!("{what}: `name` must not be empty"));
+    }
+    let path = r.string("path");
+    let prefix = r.string("prefix");
+    let pattern = match (&path, &prefix) {
+        (Some(p), None) => pattern_or_error(Pattern::path(p.get_ref()), p, "path", &what, diags),
+        (None, Some(p)) => {
+            pattern_or_error(Pattern::prefix(p.get_ref()), p, "prefix", &what, diags)
+        }
+        (Some(_), Some(p)) => {
+            diags.error(
+                p.span(),
+                format!("{what}: give `path` or `prefix`, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.error(
+                span.clone(),
+                format!("{what}: needs `path = \"/...\"` or `prefix = \"/...\"`"),
+            );
+            None
+        }
+    };
+    let methods = r.string_list("methods").map(|list| {
+        if list.is_empty() {
+            diags.error(
+                t.get("methods").map_or(span.clone(), |v| v.span()),
+                format!("{what}: `methods` is empty; leave it out to accept every method"),
+            );
+        }
+        list.iter()
+            .filter_map(|m| method(m, &what, diags))
+            .collect::<Vec<_>>()
+    });
+    let headers = r
+        .string_map("headers")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| header(&k, &v, &what, diags))
+        .collect();
+    let host = r.string("host").and_then(|h| {
+        let text = h.get_ref();
+        let ok = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'*' | b':' | b'[' | b']'))
+            && !text[1..].contains('*');
+        if ok {
+            Some(HostMatch::parse(text))
+        } else {
+            diags.error(
+                h.span(),
+                format!("{what}: `host` = \"{text}\" is not a host name (e.g. \"shop.example.com\" or \"*.example.com\")"),
+            );
+            None
+        }
+    });
+    let upstream = match r.string("upstream") {
+        Some(s) => upstream_ref(&s, &what, names, diags),
+        None => {
+            diags.error(span.clone(), format!("{what}: `upstream` is missing"));
+            None
+        }
+    };
+    let rewrite = r.string("rewrite");
+    let strip = r.string("strip_prefix");
+    let path_map = match (&pattern, &rewrite, &strip) {
+        (_, Some(_), Some(s)) => {
+            diags.error(
+                s.span(),
+                format!("{what}: give `rewrite` or `strip_prefix`, not both"),
+            );
+            None
+        }
+        (Some(p), Some(rw), None) => match PathMap::rewrite(rw.get_ref(), p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                diags.error(rw.span(), format!("{what}: `rewrite` {e}"));
+                None
+            }
+        },
+        (Some(p), None, Some(s)) => match PathMap::strip(s.get_ref(), p) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                diags.error(s.span(), format!("{what}: `strip_prefix` {e}"));
+                None
+            }
+        },
+        (_, None, None) => Some(PathMap::Keep),
+        (None, _, _) => None,
+    };
+    let timeout = r.duration("timeout");
+    not_yet(&mut r, ROUTE_NOT_YET);
+    r.finish();
+
+    let pattern = pattern?;
+    let name_span = name
+        .as_ref()
+        .map(|n| n.span())
+        .or_else(|| path.as_ref().or(prefix.as_ref()).map(|p| p.span()))
+        .unwrap_or(span.clone());
+    let name = name
+        .map(|n| n.into_inner())
+        .unwrap_or_else(|| pattern_text.unwrap_or_default().to_owned());
+    let route = Route {
+        name,
+        conditions: Conditions {
+            methods,
+            headers,
+            host,
+        },
+        upstream: upstream?,
+        path_map: path_map?,
+        timeout,
+        line: src.location(span.start).0,
+        pattern,
+    };
+    Some((route, name_span))
+}
+
+fn pattern_or_error(
+    p: Result<Pattern, crate::router::PatternError>,
+    s: &SpannedStr,
+    key: &str,
+    what: &str,
+    diags: &Diags,
+) -> Option<Pattern> {
+    match p {
+        Ok(p) => Some(p),
+        Err(e) => {
+            diags.error(s.span(), format!("{what}: `{key}` \"{}\" {e}", s.get_ref()));
+            None
+        }
+    }
+}
+
+fn method(m: &SpannedStr, what: &str, diags: &Diags) -> Option<Method> {
+    let text = m.get_ref();
+    if text.bytes().any(|b| b.is_ascii_lowercase()) {
+        diags.error(
+            m.span(),
+            format!(
+                "{what}: method \"{text}\" must be upper case (\"{}\"): methods are case-sensitive",
+                text.to_ascii_uppercase()
+            ),
+        );
+        return None;
+    }
+    match Method::from_bytes(text.as_bytes()) {
+        Ok(method) if !text.is_empty() => Some(method),
+        _ => {
+            diags.error(m.span(), format!("{what}: \"{text}\" is not a method"));
+            None
+        }
+    }
+}
+
+fn header(
+    k: &SpannedStr,
+    v: &SpannedStr,
+    what: &str,
+    diags: &Diags,
+) -> Option<(HeaderName, HeaderValue)> {
+    let name = match HeaderName::from_bytes(k.get_ref().as_bytes()) {
+        Ok(n) => n,
+        Err(_) => {
+            diags.error(
+                k.span(),
+                format!("{what}: \"{}\" is not a header name", k.get_ref()),
+            );
+            return None;
+        }
+    };
+    match HeaderValue::from_str(v.get_ref()) {
+        Ok(val) => Some((name, val)),
+        Err(_) => {
+            diags.error(
+                v.span(),
+                format!("{what}: header `{name}` has a value no request can carry"),
+            );
+            None
+        }
+    }
+}
+
+fn check_route_names(routes: &[(Route, Range<usize>)], diags: &Diags) {
+    for (i, (r, span)) in routes.iter().enumerate() {
+        if let Some((first, _)) = routes[..i].iter().find(|(o, _)| o.name == r.name) {
+            diags.error(
+                span.clone(),
+                format!(
+                    "route \"{}\": duplicate route name (first defined at line {}); names must be unique — set `name` to tell them apart",
+                    r.name, first.line
+                ),
+            );
+        }
+    }
+}
+
+fn warnings(
+    src: &SourceFile,
+    doc: &toml::Spanned<DeTable<'_>>,
+    upstreams: &[Upstream],
+    default: Option<&Default>,
+    routes: &[Route],
+) -> Vec<Located> {
+    let mut out = Vec::new();
+    let at_line = |line: usize, message: String| Located {
+        file: src.name().to_owned(),
+        line,
+        col: 1,
+        message,
+    };
+    let router = Router::new(
+        routes
+            .iter()
+            .map(|r| (r.pattern.clone(), r.conditions.clone())),
+    );
+    for (later, earlier) in router.unreachable() {
+        out.push(at_line(
+            routes[later].line,
+            format!(
+                "route \"{}\" is unreachable: route \"{}\" (line {}) has the same pattern and takes every request it would",
+                routes[later].name, routes[earlier].name, routes[earlier].line
+            ),
+        ));
+    }
+    for (i, u) in upstreams.iter().enumerate() {
+        let used =
+            default.is_some_and(|d| d.upstream == i) || routes.iter().any(|r| r.upstream == i);
+        if !used {
+            let span = doc
+                .get_ref()
+                .get("upstreams")
+                .and_then(|v| v.get_ref().as_table())
+                .and_then(|t| t.get_key_value(u.name.as_str()))
+                .map_or(0, |(k, _)| k.span().start);
+            out.push(src.locate(&Diagnostic::at(
+                span..span,
+                format!("upstream \"{}\" is not used by any route", u.name),
+            )));
+        }
+    }
+    if routes.is_empty() && default.is_none() {
+        out.push(at_line(
+            1,
+            "no routes and no [default]: every request will be answered 404".to_owned(),
+        ));
+    }
+    out.sort_by_key(|w| w.line);
+    out
+}

@@ -1,0 +1,6 @@
+//! strangler: a reverse proxy for strangler-fig migrations.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod path;
+pub mod router;
