@@ -4,3 +4,4 @@
 pub mod config;
 pub mod path;
 pub mod router;
+pub mod server;

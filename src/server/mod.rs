@@ -1,0 +1,1 @@
+pub mod h1_guard;
