@@ -1,1 +1,200 @@
-fn main() {}
+//! The `strangler` command line: run, check, explain, demo. Everything it does
+//! lives in the library; this file parses arguments, sets up logging and the
+//! runtime, and turns errors into messages and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use strangler::config::{Config, ConfigError, SourceFile};
+use strangler::telemetry::{self, LogFormat};
+use strangler::{demo, report, run};
+
+#[derive(Parser)]
+#[command(
+    name = "strangler",
+    version,
+    about = "A reverse proxy for strangler-fig migrations",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (also STRANGLER_CONFIG); plain `strangler --config FILE` runs the proxy.
+    #[arg(long, short = 'c', env = "STRANGLER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log lines for humans or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = Format::Pretty, global = true)]
+    log_format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Pretty,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run,
+    /// Validate the config and print the route table.
+    Check,
+    /// Show where one request would go.
+    Explain {
+        /// e.g. GET
+        method: String,
+        /// e.g. /api/orders/17?expand=lines
+        path: String,
+        /// A request header, `name: value` (repeatable), e.g. -H 'host: shop.example.com'
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+    },
+    /// Start the bundled monolith and services behind the proxy (config/demo.toml).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(match cli.log_format {
+        Format::Pretty => LogFormat::Pretty,
+        Format::Json => LogFormat::Json,
+    });
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => config_path(&cli.config).and_then(|p| run_proxy(&p)),
+        Command::Check => config_path(&cli.config).and_then(|p| check(&p)),
+        Command::Explain {
+            method,
+            path,
+            headers,
+        } => config_path(&cli.config).and_then(|p| explain(&p, &method, &path, &headers)),
+        Command::Demo => run_demo(cli.config.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("strangler: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_path(p: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    p.clone()
+        .context("no config file: pass --config FILE or set STRANGLER_CONFIG")
+}
+
+/// Loads a config, printing every problem as `FILE:LINE:COL: message`.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            print_config_error(&e);
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_config_error(e: &ConfigError) {
+    for line in e.messages() {
+        eprintln!("{line}");
+    }
+}
+
+fn print_warnings(config: &Config) {
+    for w in &config.warnings {
+        eprintln!("{}:{}:{}: warning: {}", w.file, w.line, w.col, w.message);
+    }
+}
+
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let rt = match workers {
+        // One worker: a single-threaded runtime avoids cross-thread wake-ups.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    rt.context("cannot start the async runtime")
+}
+
+fn run_proxy(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let rt = runtime(config.server.workers)?;
+    rt.block_on(async {
+        let bound = run::Bound::new(config).await?;
+        bound.serve(run::shutdown_signal()).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    print_warnings(&config);
+    print!("{}", report::route_table(&config));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(
+    path: &Path,
+    method: &str,
+    target: &str,
+    headers: &[String],
+) -> anyhow::Result<ExitCode> {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    print!("{}", report::explain(&config, method, target, headers)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_demo(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let default = Path::new("config/demo.toml");
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None if default.exists() => (
+            default.display().to_string(),
+            std::fs::read_to_string(default).context("cannot read config/demo.toml")?,
+        ),
+        None => (
+            "(built-in demo config)".to_owned(),
+            demo::BUILTIN_CONFIG.to_owned(),
+        ),
+    };
+    let config = match Config::parse(&SourceFile::new(name.clone(), text)) {
+        Ok(c) => c,
+        Err(e) => {
+            print_config_error(&e);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let rt = runtime(config.server.workers)?;
+    rt.block_on(async {
+        let demo = demo::start(config).await?;
+        println!("{}", demo.banner(&name));
+        let demo::Demo { services, proxy } = demo;
+        proxy.serve(run::shutdown_signal()).await;
+        for (_, s) in services {
+            s.shutdown().await;
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

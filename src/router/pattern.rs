@@ -301,7 +301,21 @@ pub enum PathMap {
     /// (the literal prefix), leaving at least `/`.
     Strip { prefix: String },
     /// `rewrite`: a template of literal text and captured parameters.
-    Rewrite(Vec<Piece>),
+    Rewrite {
+        template: String,
+        pieces: Vec<Piece>,
+    },
+}
+
+impl fmt::Display for PathMap {
+    /// How `check` and `explain` show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathMap::Keep => f.write_str("path as matched"),
+            PathMap::Strip { prefix } => write!(f, "strip_prefix {prefix}"),
+            PathMap::Rewrite { template, .. } => write!(f, "rewrite {template}"),
+        }
+    }
 }
 
 /// A piece of a rewrite template.
@@ -353,7 +367,10 @@ impl PathMap {
                     .map_err(|e| PatternError::BadSegment(t.to_string(), e))?;
             }
         }
-        Ok(PathMap::Rewrite(pieces))
+        Ok(PathMap::Rewrite {
+            template: template.to_owned(),
+            pieces,
+        })
     }
 
     /// Validates `strip_prefix = "..."`: it must be literal leading segments of the pattern.
@@ -392,7 +409,7 @@ impl PathMap {
                     rest.to_owned()
                 }
             }
-            PathMap::Rewrite(pieces) => {
+            PathMap::Rewrite { pieces, .. } => {
                 let mut out = String::with_capacity(path.len() + 16);
                 for p in pieces {
                     match p {

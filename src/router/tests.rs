@@ -56,7 +56,13 @@ fn falls_through_to_less_specific_patterns_and_then_nothing() {
     ]);
     let h = HeaderMap::new();
     let m = r.find(&req(&Method::GET, "/api/orders/7", &h)).unwrap();
-    assert_eq!((m.route, m.captures), (0, vec![12..13]));
+    assert_eq!(m.route, 0);
+    let caps: Vec<&str> = m
+        .captures
+        .iter()
+        .map(|r| &"/api/orders/7"[r.clone()])
+        .collect();
+    assert_eq!(caps, ["7"]);
     let m = r.find(&req(&Method::DELETE, "/api/orders/7", &h)).unwrap();
     assert_eq!(m.route, 1);
     assert!(r.find(&req(&Method::GET, "/other", &h)).is_none());

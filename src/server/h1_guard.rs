@@ -23,11 +23,20 @@ const MAX_HEADERS: usize = 128;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
     /// Reading the hex size; `digits` guards against overflow.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// After `;` or whitespace, up to CR.
-    Extension { value: u64 },
-    SizeLf { value: u64 },
-    Data { left: u64 },
+    Extension {
+        value: u64,
+    },
+    SizeLf {
+        value: u64,
+    },
+    Data {
+        left: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer line (or the final empty line).
@@ -42,7 +51,9 @@ enum State {
     /// Collecting a request head.
     Head(Vec<u8>),
     /// Skipping a `content-length` body.
-    Body { left: u64 },
+    Body {
+        left: u64,
+    },
     Chunked(Chunk),
     /// Not following the stream any more.
     Off,
@@ -189,7 +200,10 @@ impl H1Guard {
             State::Off
         } else {
             match (te_final_chunked, content_length) {
-                (Some(true), _) => State::Chunked(Chunk::Size { value: 0, digits: 0 }),
+                (Some(true), _) => State::Chunked(Chunk::Size {
+                    value: 0,
+                    digits: 0,
+                }),
                 (Some(false), _) | (None, Some(None)) => State::Off,
                 (None, Some(Some(0))) | (None, None) => State::Head(Vec::new()),
                 (None, Some(Some(n))) => State::Body { left: n },
@@ -219,7 +233,9 @@ fn step_chunk(mut c: Chunk, data: &[u8]) -> (usize, Option<Chunk>) {
                 if left - n as u64 == 0 {
                     Chunk::DataCr
                 } else {
-                    Chunk::Data { left: left - n as u64 }
+                    Chunk::Data {
+                        left: left - n as u64,
+                    }
                 }
             }
             other => {
@@ -245,9 +261,12 @@ fn step_chunk(mut c: Chunk, data: &[u8]) -> (usize, Option<Chunk>) {
                     (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
                     (Chunk::SizeLf { value }, b'\n') => Chunk::Data { left: value },
                     (Chunk::DataCr, b'\r') => Chunk::DataLf,
-                    (Chunk::DataLf, b'\n') => Chunk::Size { value: 0, digits: 0 },
+                    (Chunk::DataLf, b'\n') => Chunk::Size {
+                        value: 0,
+                        digits: 0,
+                    },
                     (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
-                    (Chunk::TrailerStart | Chunk::TrailerLine, b'\r') => Chunk::TrailerLf,
+                    (Chunk::TrailerLine, b'\r') => Chunk::TrailerLf,
                     (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
                     (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
                     (Chunk::EndLf, b'\n') => return (i, None),
@@ -281,7 +300,8 @@ mod tests {
     #[test]
     fn finds_both_headers_on_the_first_request() {
         assert_eq!(feed_all(&[SMUGGLE]).0, Some(1));
-        let te_first = b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n";
+        let te_first =
+            b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n";
         assert_eq!(feed_all(&[te_first]).0, Some(1));
     }
 
@@ -301,7 +321,8 @@ mod tests {
     #[test]
     fn body_bytes_that_look_like_heads_are_not_heads() {
         let body = b"GET / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n";
-        let mut stream = format!("POST /a HTTP/1.1\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        let mut stream =
+            format!("POST /a HTTP/1.1\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
         stream.extend_from_slice(body);
         stream.extend_from_slice(GET);
         let (found, g) = feed_all(&[&stream]);
@@ -313,10 +334,26 @@ mod tests {
     #[test]
     fn switches_off_when_unsure() {
         assert!(feed_all(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).1.is_off());
-        assert!(feed_all(&[b"GET /ws HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"]).1.is_off());
-        assert!(feed_all(&[b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"]).1.is_off());
-        assert!(feed_all(&[b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"]).1.is_off());
-        assert!(feed_all(&[b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"]).1.is_off());
+        assert!(
+            feed_all(&[b"GET /ws HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n"])
+                .1
+                .is_off()
+        );
+        assert!(
+            feed_all(&[b"POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n"])
+                .1
+                .is_off()
+        );
+        assert!(
+            feed_all(&[b"POST / HTTP/1.1\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n"])
+                .1
+                .is_off()
+        );
+        assert!(
+            feed_all(&[b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n"])
+                .1
+                .is_off()
+        );
         let huge = vec![b'a'; MAX_HEAD + 10];
         assert!(feed_all(&[b"GET /", &huge]).1.is_off());
     }

@@ -1,0 +1,253 @@
+//! The body types the journey moves: what goes upstream ([`RequestBody`]) and
+//! what goes back to the client ([`ResponseBody`]). Both stream; neither holds
+//! a body in memory.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's body going upstream, counted against `max_request_body`.
+///
+/// A body with a `content-length` over the limit is refused before anything is
+/// sent; hyper holds a body to its declared length. A body without one (chunked,
+/// or HTTP/2 without the header) is counted while it streams, and the moment it
+/// passes the limit the upstream request is aborted and `tripped` is set, so
+/// the journey answers 413 instead of 502.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    limit: u64,
+    seen: u64,
+    tripped: Option<Arc<AtomicBool>>,
+}
+
+/// The request body went past `max_request_body` while streaming.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+impl RequestBody {
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            limit: u64::MAX,
+            seen: 0,
+            tripped: None,
+        }
+    }
+
+    /// Streams `inner`; when `tripped` is given, the limit is enforced while streaming.
+    pub fn streaming(inner: Incoming, limit: u64, tripped: Option<Arc<AtomicBool>>) -> Self {
+        RequestBody {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+            tripped,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(tripped)) = (frame.data_ref(), &this.tripped) {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        tripped.store(true, Ordering::Release);
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// Something to run when a response is finished with: fully sent, failed, or
+/// dropped because the client went away. The access log and the in-flight
+/// counters hang off this.
+pub trait OnComplete: Send + Sync + 'static {
+    /// `bytes` is the body bytes handed to the client; `complete` is false when
+    /// the body ended early (upstream reset, client gone).
+    fn complete(self: Box<Self>, bytes: u64, complete: bool);
+}
+
+enum Inner {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+/// A response body going to the client: the upstream's, streamed as is, or one
+/// the proxy made itself.
+pub struct ResponseBody {
+    inner: Inner,
+    bytes: u64,
+    done: bool,
+    on_complete: Option<Box<dyn OnComplete>>,
+}
+
+impl ResponseBody {
+    pub fn upstream(body: Incoming) -> Self {
+        Self::new(Inner::Upstream(body))
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let b: Bytes = bytes.into();
+        Self::new(Inner::Full((!b.is_empty()).then_some(b)))
+    }
+
+    pub fn empty() -> Self {
+        Self::new(Inner::Full(None))
+    }
+
+    fn new(inner: Inner) -> Self {
+        ResponseBody {
+            inner,
+            bytes: 0,
+            done: false,
+            on_complete: None,
+        }
+    }
+
+    /// Runs `f` once, when the body ends or is dropped.
+    pub fn on_complete(&mut self, f: Box<dyn OnComplete>) {
+        self.on_complete = Some(f);
+    }
+
+    fn finish(&mut self, complete: bool) {
+        self.done = true;
+        if let Some(f) = self.on_complete.take() {
+            f.complete(self.bytes, complete);
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e) as BoxError))),
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(None) => this.finish(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(b) => b.is_none(),
+            Inner::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if !self.done {
+            // Never polled to the end: fine for empty bodies, early for others.
+            let complete = self.is_end_stream();
+            self.finish(complete);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::Mutex;
+
+    struct Record(Arc<Mutex<Option<(u64, bool)>>>);
+    impl OnComplete for Record {
+        fn complete(self: Box<Self>, bytes: u64, complete: bool) {
+            *self.0.lock().unwrap() = Some((bytes, complete));
+        }
+    }
+
+    #[tokio::test]
+    async fn full_bodies_report_their_size_once_sent() {
+        let seen = Arc::new(Mutex::new(None));
+        let mut b = ResponseBody::full("hello");
+        b.on_complete(Box::new(Record(seen.clone())));
+        let collected = b.collect().await.unwrap().to_bytes();
+        assert_eq!(&collected[..], b"hello");
+        assert_eq!(*seen.lock().unwrap(), Some((5, true)));
+    }
+
+    #[test]
+    fn dropped_bodies_still_complete() {
+        let seen = Arc::new(Mutex::new(None));
+        let mut b = ResponseBody::empty();
+        b.on_complete(Box::new(Record(seen.clone())));
+        drop(b);
+        assert_eq!(*seen.lock().unwrap(), Some((0, true)));
+        let mut b = ResponseBody::full("x");
+        let seen = Arc::new(Mutex::new(None));
+        b.on_complete(Box::new(Record(seen.clone())));
+        drop(b);
+        assert_eq!(*seen.lock().unwrap(), Some((0, false)));
+    }
+}

@@ -1,0 +1,183 @@
+//! The errors a request can meet on its journey, and the one place that turns
+//! them into answers: `application/problem+json` (RFC 9457) bodies that name
+//! upstreams by their config name and never show an internal address. The
+//! causes, addresses included, go to the log instead.
+
+use std::time::Duration;
+
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::body::{BoxError, ResponseBody};
+use crate::path::PathError;
+
+/// Why the proxy answered a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Framing that could smuggle a second request past the proxy (SPEC 3.4).
+    #[error("{0}")]
+    Smuggling(&'static str),
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    #[error("no route matches this request and no default upstream is configured")]
+    NoRoute,
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("the {0} method is not supported by this proxy")]
+    MethodNotSupported(http::Method),
+    #[error("upstream \"{upstream}\" has no target available")]
+    NoTarget { upstream: String },
+    #[error("upstream \"{upstream}\" could not be reached")]
+    Connect {
+        upstream: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("connecting to upstream \"{upstream}\" timed out")]
+    ConnectTimeout { upstream: String },
+    #[error("upstream \"{upstream}\" did not answer within {}", humanize(*.timeout))]
+    Timeout { upstream: String, timeout: Duration },
+    #[error("upstream \"{upstream}\" failed to answer")]
+    Upstream {
+        upstream: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+impl ProxyError {
+    /// The status and the problem type, in one exhaustive match.
+    pub fn status_and_type(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::Smuggling(_) => (StatusCode::BAD_REQUEST, "bad-framing"),
+            ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad-path"),
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
+            ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+            ProxyError::MethodNotSupported(_) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method-not-supported")
+            }
+            ProxyError::NoTarget { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no-healthy-target"),
+            ProxyError::Connect { .. } => (StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            ProxyError::ConnectTimeout { .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream-connect-timeout")
+            }
+            ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream-failed"),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status_and_type().0
+    }
+
+    /// Whether the client connection must close after this answer: after a
+    /// framing problem the rest of the byte stream cannot be trusted, and an
+    /// unread oversized body is cheaper to drop with the connection.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Smuggling(_) | ProxyError::BodyTooLarge { .. }
+        )
+    }
+
+    /// The answer the client gets.
+    pub fn to_response(&self, request_id: &str) -> Response<ResponseBody> {
+        let (status, kind) = self.status_and_type();
+        let mut resp = problem(status, kind, &self.to_string(), request_id);
+        if self.closes_connection() {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+/// A `problem+json` answer. `detail` must not carry internal addresses.
+pub fn problem(
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+    request_id: &str,
+) -> Response<ResponseBody> {
+    let body = serde_json::json!({
+        "type": format!("urn:strangler:problem:{kind}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "request_id": request_id,
+    });
+    let mut resp = Response::new(ResponseBody::full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn problems_are_rfc9457_json_without_addresses() {
+        let err = ProxyError::Connect {
+            upstream: "orders".into(),
+            source: "tcp connect error: 10.1.2.3:9101: Connection refused".into(),
+        };
+        let resp = err.to_response("abc");
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "urn:strangler:problem:upstream-unreachable");
+        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["detail"], "upstream \"orders\" could not be reached");
+        assert_eq!(v["request_id"], "abc");
+        assert!(!String::from_utf8_lossy(&body).contains("10.1.2.3"));
+    }
+
+    #[test]
+    fn statuses() {
+        let t = |e: ProxyError| e.status().as_u16();
+        assert_eq!(t(ProxyError::NoRoute), 404);
+        assert_eq!(t(ProxyError::BodyTooLarge { limit: 1 }), 413);
+        assert_eq!(t(ProxyError::BadPath(PathError::AboveRoot)), 400);
+        assert_eq!(
+            t(ProxyError::NoTarget {
+                upstream: "u".into()
+            }),
+            503
+        );
+        assert_eq!(
+            t(ProxyError::Timeout {
+                upstream: "u".into(),
+                timeout: Duration::from_secs(1)
+            }),
+            504
+        );
+        assert_eq!(
+            ProxyError::Timeout {
+                upstream: "u".into(),
+                timeout: Duration::from_millis(1500)
+            }
+            .to_string(),
+            "upstream \"u\" did not answer within 1500ms"
+        );
+    }
+}

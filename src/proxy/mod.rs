@@ -1,0 +1,342 @@
+//! The request journey: one function, [`Proxy::journey`], reads top to bottom
+//! through the phases every request passes —
+//!
+//! 1. **accept**: framing and size checks that must happen before anything is sent;
+//! 2. **normalize**: the one spelling of the path that is matched and forwarded;
+//! 3. **match**: the route (or the default) that takes the request;
+//! 4. **pick a side**: the upstream and the target within it;
+//! 5. **forward**: the upstream request, sent with the route's timeout;
+//! 6. **respond**: the upstream's answer, cleaned of hop-by-hop headers, streamed back.
+//!
+//! Each phase returns early with a [`ProxyError`]; [`Proxy::handle`] turns that
+//! into a problem+json answer and writes the access-log line when the response
+//! is done.
+
+pub mod body;
+pub mod error;
+mod forward;
+pub mod headers;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arc_swap::ArcSwap;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::path;
+use crate::router::RequestInfo;
+use crate::server::conn::ConnShared;
+use crate::snapshot::Snapshot;
+use crate::upstream::{Lease, Registry};
+use body::{OnComplete, ResponseBody};
+pub use error::ProxyError;
+
+/// The proxy: the current snapshot, swapped whole on reload, and the state
+/// that outlives snapshots.
+pub struct Proxy {
+    snapshot: ArcSwap<Snapshot>,
+    registry: Registry,
+}
+
+/// What the journey knows about the client connection a request came on.
+#[derive(Debug)]
+pub struct Downstream {
+    pub remote: SocketAddr,
+    /// `http` (or `https` once TLS is served): what `x-forwarded-proto` says.
+    pub scheme: &'static str,
+    pub shared: Arc<ConnShared>,
+}
+
+impl Proxy {
+    pub fn new(config: Config) -> Arc<Proxy> {
+        let registry = Registry::default();
+        let snapshot = Snapshot::build(config, &registry, None);
+        Arc::new(Proxy {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            registry,
+        })
+    }
+
+    /// The snapshot new requests run on.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Compiles `config` and makes it the one new requests run on. Requests in
+    /// flight keep the snapshot they started with.
+    pub fn install(&self, config: Config) {
+        let previous = self.snapshot.load_full();
+        let next = Arc::new(Snapshot::build(config, &self.registry, Some(&previous)));
+        self.snapshot.store(next.clone());
+        self.registry.retain(&next.pools);
+    }
+
+    /// Serves one request, never failing: errors become problem+json answers.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        down: &Downstream,
+    ) -> Response<ResponseBody> {
+        let number = down.shared.begin();
+        let snap = self.snapshot.load_full();
+        let request_id = headers::request_id(req.headers());
+        let mut log = Box::new(Completion {
+            started: Instant::now(),
+            request_id: request_id.clone(),
+            client: down.remote,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            route: None,
+            upstream: None,
+            status: 0,
+            problem: None,
+            lease: None,
+            conn: down.shared.clone(),
+            snap: snap.clone(),
+        });
+        let mut resp = match self
+            .journey(&snap, req, down, number, &request_id, &mut log)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                let id = request_id.to_str().unwrap_or("-");
+                log_failure(&e, id);
+                log.problem = Some(e.status_and_type().1);
+                e.to_response(id)
+            }
+        };
+        resp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
+        log.status = resp.status().as_u16();
+        resp.body_mut().on_complete(log);
+        resp
+    }
+
+    async fn journey(
+        &self,
+        snap: &Snapshot,
+        mut req: Request<Incoming>,
+        down: &Downstream,
+        number: u32,
+        request_id: &HeaderValue,
+        log: &mut Completion,
+    ) -> Result<Response<ResponseBody>, ProxyError> {
+        let server = &snap.config.server;
+
+        // 1. accept
+        accept(&req, down, number, server.max_request_body)?;
+
+        // 2. normalize
+        let path = path::normalize(req.uri().path(), server.merge_slashes)?;
+
+        // 3. match
+        let client_host = client_host(&req);
+        let info = RequestInfo {
+            method: req.method(),
+            path: &path,
+            host: client_host.as_ref().and_then(|h| h.to_str().ok()),
+            headers: req.headers(),
+        };
+        let (upstream, upstream_path, timeout) = match snap.router.find(&info) {
+            Some(m) => {
+                let route = &snap.config.routes[m.route];
+                log.route = Some(m.route);
+                (
+                    route.upstream,
+                    route.path_map.apply(&path, &m.captures),
+                    route.timeout.unwrap_or(server.request_timeout),
+                )
+            }
+            None => match &snap.config.default {
+                Some(d) => (d.upstream, path.into_owned(), server.request_timeout),
+                None => return Err(ProxyError::NoRoute),
+            },
+        };
+        log.upstream = Some(upstream);
+
+        // 4. pick a side (shift, fallback, shadow and compose will choose here)
+        let pool = &snap.pools[upstream];
+        let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
+            upstream: pool.name.clone(),
+        })?;
+
+        // 5. forward
+        let upgrade = headers::is_upgrade(&req);
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (upstream_req, tripped) = forward::build(
+            req,
+            forward::Outbound {
+                lease: &lease,
+                path: upstream_path,
+                client_host,
+                request_id,
+                upgrade,
+                max_body: server.max_request_body,
+            },
+            down,
+        )?;
+        let sent = forward::send(&snap.client, upstream_req, timeout, &pool.name).await;
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
+                return Err(ProxyError::BodyTooLarge {
+                    limit: server.max_request_body,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+
+        // 6. respond
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::Upstream {
+                    upstream: pool.name.clone(),
+                    source: "upstream switched protocols without being asked".into(),
+                });
+            };
+            upgrade::tunnel(
+                client_upgrade,
+                hyper::upgrade::on(&mut resp),
+                request_id.to_str().unwrap_or("-").to_owned(),
+            );
+            down.shared.set_upgraded();
+        }
+        let (mut parts, body) = resp.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, switching);
+        log.lease = Some(lease);
+        let body = if switching {
+            ResponseBody::empty()
+        } else {
+            ResponseBody::upstream(body)
+        };
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Phase 1: what must be refused before anything is sent upstream.
+fn accept(
+    req: &Request<Incoming>,
+    down: &Downstream,
+    number: u32,
+    max_body: u64,
+) -> Result<(), ProxyError> {
+    if down.shared.is_smuggled(number) {
+        return Err(ProxyError::Smuggling(
+            "the request has both content-length and transfer-encoding",
+        ));
+    }
+    // hyper has already refused a transfer-encoding whose last coding is not
+    // `chunked`; anything but exactly one `chunked` is an obfuscation or an
+    // unsupported coding.
+    let mut te = req.headers().get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(first) = te.next()
+        && (te.next().is_some()
+            || !first
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked"))
+    {
+        return Err(ProxyError::Smuggling("unsupported transfer-encoding"));
+    }
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotSupported(Method::CONNECT));
+    }
+    if !req.uri().path().starts_with('/') {
+        return Err(ProxyError::BadRequest(
+            "the request target must be a path (asterisk-form is not routed)",
+        ));
+    }
+    if req.version() == Version::HTTP_11
+        && req.uri().authority().is_none()
+        && !req.headers().contains_key(header::HOST)
+    {
+        return Err(ProxyError::BadRequest(
+            "HTTP/1.1 requests need a Host header",
+        ));
+    }
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
+        && len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some_and(|n| n > max_body)
+    {
+        return Err(ProxyError::BodyTooLarge { limit: max_body });
+    }
+    Ok(())
+}
+
+/// The host the client asked for: the authority of an absolute-form or
+/// HTTP/2 request target, else the Host header (RFC 9112 section 3.2.2).
+fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+}
+
+fn log_failure(e: &ProxyError, request_id: &str) {
+    use std::error::Error as _;
+    let cause = e.source().map(|s| s.to_string());
+    if e.status().is_server_error() {
+        tracing::warn!(request_id, error = %e, cause, "upstream request failed");
+    } else {
+        tracing::debug!(request_id, error = %e, "request refused");
+    }
+}
+
+/// Everything the access-log line needs, completed when the response ends.
+struct Completion {
+    started: Instant,
+    request_id: HeaderValue,
+    client: SocketAddr,
+    method: Method,
+    uri: Uri,
+    route: Option<usize>,
+    upstream: Option<usize>,
+    status: u16,
+    /// The problem type when the proxy answered itself.
+    problem: Option<&'static str>,
+    /// Holds the target's in-flight count until the response is done.
+    lease: Option<Lease>,
+    conn: Arc<ConnShared>,
+    /// Keeps the config the request started on, for names in the log.
+    snap: Arc<Snapshot>,
+}
+
+impl OnComplete for Completion {
+    fn complete(self: Box<Self>, bytes: u64, complete: bool) {
+        self.conn.end();
+        let route = match self.route {
+            Some(i) => self.snap.config.routes[i].name.as_str(),
+            None if self.upstream.is_some() => "(default)",
+            None => "-",
+        };
+        let upstream = self
+            .upstream
+            .map_or("-", |i| self.snap.config.upstreams[i].name.as_str());
+        let path = self.uri.path_and_query().map_or("-", |pq| pq.as_str());
+        tracing::info!(
+            target: "strangler::access",
+            request_id = self.request_id.to_str().unwrap_or("-"),
+            client = %self.client,
+            method = %self.method,
+            path,
+            route,
+            upstream,
+            status = self.status,
+            duration_us = self.started.elapsed().as_micros() as u64,
+            bytes,
+            complete,
+            problem = self.problem,
+            "request"
+        );
+        drop(self.lease);
+    }
+}

@@ -1,0 +1,87 @@
+//! Running the proxy: bind the listeners, serve until a shutdown signal, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::server;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+}
+
+/// A proxy bound to its listeners, not yet serving. Splitting bind from serve
+/// lets callers (tests, `demo`) learn the bound addresses first.
+pub struct Bound {
+    pub proxy: Arc<Proxy>,
+    listeners: Vec<TcpListener>,
+}
+
+impl Bound {
+    pub async fn new(config: Config) -> Result<Bound, RunError> {
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let listeners = server::bind(&config.server.listen).await?;
+        Ok(Bound {
+            proxy: Proxy::new(config),
+            listeners,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves, then drains (up to `drain_timeout`).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        for addr in self.local_addrs() {
+            tracing::info!(%addr, "listening");
+        }
+        server::serve(self.listeners, self.proxy, shutdown).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C). A second one exits at once.
+pub async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("signal received: draining (send it again to exit now)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting without draining");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,239 @@
+//! Upstream pools: an upstream's targets, how requests spread over them
+//! (`balance`), and the per-target counters that outlive a config reload.
+//!
+//! A pool is part of an immutable snapshot; the counters it points at live in a
+//! [`Registry`] keyed by upstream name and target URL, so a reload that keeps a
+//! target keeps its in-flight count and its history.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::HeaderValue;
+use http::uri::Authority;
+
+use crate::config::{self, Balance};
+
+/// Counters of one target, shared by every snapshot that has it.
+#[derive(Debug)]
+pub struct TargetStats {
+    /// Requests sent and not yet finished (response body done or dropped).
+    in_flight: AtomicUsize,
+    /// Requests ever sent.
+    requests: AtomicU64,
+}
+
+impl TargetStats {
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// Where per-target counters live across reloads.
+#[derive(Debug, Default)]
+pub struct Registry {
+    targets: Mutex<HashMap<(String, String), Arc<TargetStats>>>,
+}
+
+impl Registry {
+    /// The counters for `upstream`'s `url`, created on first use. Called when a
+    /// snapshot is built, never per request.
+    fn stats(&self, upstream: &str, url: &str) -> Arc<TargetStats> {
+        let mut map = self
+            .targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((upstream.to_owned(), url.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(TargetStats {
+                    in_flight: AtomicUsize::new(0),
+                    requests: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Forgets targets no snapshot uses any more (after a reload removed them).
+    pub fn retain(&self, live: &[Arc<Pool>]) {
+        let keep: Vec<(String, String)> = live
+            .iter()
+            .flat_map(|p| p.targets.iter().map(|t| (p.name.clone(), t.url.clone())))
+            .collect();
+        let mut map = self
+            .targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|k, v| keep.contains(k) || v.in_flight() > 0);
+    }
+}
+
+/// One target of a pool.
+#[derive(Debug)]
+pub struct Target {
+    pub url: String,
+    pub authority: Authority,
+    pub stats: Arc<TargetStats>,
+}
+
+/// The compiled form of `[upstreams.NAME]`.
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub targets: Vec<Target>,
+    balance: Balance,
+    /// Host header sent upstream instead of the client's.
+    pub host: Option<HeaderValue>,
+    /// Round-robin position.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(cfg: &config::Upstream, registry: &Registry) -> Pool {
+        Pool {
+            name: cfg.name.clone(),
+            targets: cfg
+                .targets
+                .iter()
+                .map(|t| Target {
+                    url: t.url.clone(),
+                    authority: t.authority.clone(),
+                    stats: registry.stats(&cfg.name, &t.url),
+                })
+                .collect(),
+            balance: cfg.balance,
+            host: cfg.host.clone(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
+    /// Chooses a target and counts the request as in flight on it until the
+    /// returned lease is dropped. `None` when the pool has no target to offer.
+    pub fn pick(self: &Arc<Self>) -> Option<Lease> {
+        let n = self.targets.len();
+        let index = match (n, self.balance) {
+            (0, _) => return None,
+            (1, _) => 0,
+            (_, Balance::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            (_, Balance::Random) => fastrand::usize(..n),
+            (_, Balance::LeastRequest) => {
+                // Scan from a rotating start so ties spread instead of piling on target 0.
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| (start + i) % n)
+                    .min_by_key(|&i| self.targets[i].stats.in_flight())
+                    .unwrap_or(0)
+            }
+        };
+        let stats = &self.targets[index].stats;
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        Some(Lease {
+            pool: Arc::clone(self),
+            index,
+        })
+    }
+}
+
+/// A request's claim on one target; dropping it ends the request's in-flight count.
+#[derive(Debug)]
+pub struct Lease {
+    pool: Arc<Pool>,
+    index: usize,
+}
+
+impl Lease {
+    pub fn target(&self) -> &Target {
+        &self.pool.targets[self.index]
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.target()
+            .stats
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(balance: Balance, n: usize, registry: &Registry) -> Arc<Pool> {
+        let cfg = config::Upstream {
+            name: "u".into(),
+            targets: (0..n)
+                .map(|i| config::Target {
+                    url: format!("http://127.0.0.1:{}", 1000 + i),
+                    authority: Authority::try_from(format!("127.0.0.1:{}", 1000 + i)).unwrap(),
+                })
+                .collect(),
+            balance,
+            host: None,
+        };
+        Arc::new(Pool::new(&cfg, registry))
+    }
+
+    #[test]
+    fn round_robin_visits_every_target_in_turn() {
+        let p = pool(Balance::RoundRobin, 3, &Registry::default());
+        let picks: Vec<usize> = (0..6).map(|_| p.pick().unwrap().index).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn least_request_avoids_busy_targets() {
+        let p = pool(Balance::LeastRequest, 3, &Registry::default());
+        let held: Vec<Lease> = (0..3).map(|_| p.pick().unwrap()).collect();
+        let mut idx: Vec<usize> = held.iter().map(|l| l.index).collect();
+        idx.sort_unstable();
+        assert_eq!(idx, [0, 1, 2], "one each while all are equal");
+        let busy = p.pick().unwrap();
+        drop(
+            held.into_iter()
+                .filter(|l| l.index != busy.index)
+                .collect::<Vec<_>>(),
+        );
+        // Two targets are idle now; the busy one (2 in flight) is never chosen.
+        for _ in 0..10 {
+            assert_ne!(p.pick().unwrap().index, busy.index);
+        }
+    }
+
+    #[test]
+    fn random_spreads_over_all_targets() {
+        let p = pool(Balance::Random, 4, &Registry::default());
+        let mut seen = [0u32; 4];
+        for _ in 0..400 {
+            seen[p.pick().unwrap().index] += 1;
+        }
+        assert!(seen.iter().all(|&c| c > 40), "{seen:?}");
+    }
+
+    #[test]
+    fn leases_count_in_flight_and_counters_survive_rebuilds() {
+        let registry = Registry::default();
+        let a = pool(Balance::RoundRobin, 1, &registry);
+        let lease = a.pick().unwrap();
+        assert_eq!(a.targets[0].stats.in_flight(), 1);
+        // A reload builds a new pool for the same target: same counters.
+        let b = pool(Balance::RoundRobin, 1, &registry);
+        assert_eq!(b.targets[0].stats.in_flight(), 1);
+        drop(lease);
+        assert_eq!(b.targets[0].stats.in_flight(), 0);
+        assert_eq!(b.targets[0].stats.requests(), 1);
+    }
+}
