@@ -1,0 +1,185 @@
+//! Shared helpers for the integration tests: a proxy started in-process on
+//! 127.0.0.1:0 from a TOML snippet, legacy-stub backends, and small HTTP
+//! clients (hyper for well-formed requests, raw TCP for malformed ones).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+pub use legacy_stub::{Kind, Server};
+use strangler::config::{Config, SourceFile};
+
+/// A proxy running in this process.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub proxy: Arc<strangler::proxy::Proxy>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestProxy {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits until the proxy has drained and returned.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Parses a config snippet; panics with every error if it is invalid.
+pub fn config(toml: &str) -> Config {
+    match Config::parse(&SourceFile::new("test.toml", toml)) {
+        Ok(c) => c,
+        Err(e) => panic!("test config is invalid:\n{e}\n---\n{toml}"),
+    }
+}
+
+/// Starts the proxy with `toml`, listening on 127.0.0.1:0 whatever `listen` says.
+pub async fn start(toml: &str) -> TestProxy {
+    start_config(config(toml)).await
+}
+
+pub async fn start_config(mut config: Config) -> TestProxy {
+    config.server.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
+    let bound = strangler::run::Bound::new(config).await.expect("bind");
+    let addr = bound.local_addrs()[0];
+    let proxy = bound.proxy.clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        bound
+            .serve(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    TestProxy {
+        addr,
+        proxy,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// A test backend named `name` (its answers carry `x-served-by: name`).
+pub async fn backend(name: &str) -> Server {
+    legacy_stub::spawn_local(Kind::Test { name: name.into() })
+        .await
+        .expect("spawn backend")
+}
+
+/// An address nothing listens on (bound, then closed).
+pub async fn dead_addr() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// A config with one upstream `backend` at `url` as the default.
+pub fn default_to(url: &str) -> String {
+    format!("[upstreams.backend]\ntargets = [\"{url}\"]\n[default]\nupstream = \"backend\"\n")
+}
+
+/// An HTTP/1.1 client (keep-alive).
+pub fn h1() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// An h2c (prior knowledge) client.
+pub fn h2() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `req` with `client` and reads the whole answer (10 s cap).
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Answer {
+    let fut = async {
+        let resp = client.request(req).await.expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body failed").to_bytes();
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("request timed out")
+}
+
+/// GET `url` over HTTP/1.1.
+pub async fn get(url: &str) -> Answer {
+    send(&h1(), Request::get(url).body(Full::default()).unwrap()).await
+}
+
+/// Writes `bytes` on a fresh connection and reads until the peer closes or
+/// `wait` passes; returns what came back.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in a raw answer.
+pub fn raw_status(answer: &str) -> Option<u16> {
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+}
