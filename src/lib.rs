@@ -1,6 +1,7 @@
 //! strangler: a reverse proxy for strangler-fig migrations.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod client;
 pub mod config;
 pub mod demo;

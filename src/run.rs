@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admin;
 use crate::config::Config;
 use crate::proxy::Proxy;
 use crate::server;
@@ -21,6 +22,7 @@ pub enum RunError {
 pub struct Bound {
     pub proxy: Arc<Proxy>,
     listeners: Vec<TcpListener>,
+    admin: Option<TcpListener>,
 }
 
 impl Bound {
@@ -29,9 +31,14 @@ impl Bound {
             tracing::warn!("{w}");
         }
         let listeners = server::bind(&config.server.listen).await?;
+        let admin = match config.server.admin {
+            Some(addr) => Some(server::bind(&[addr]).await?.remove(0)),
+            None => None,
+        };
         Ok(Bound {
             proxy: Proxy::new(config),
             listeners,
+            admin,
         })
     }
 
@@ -43,12 +50,25 @@ impl Bound {
             .collect()
     }
 
+    /// The admin listener's address, when one is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then drains (up to `drain_timeout`).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         for addr in self.local_addrs() {
             tracing::info!(%addr, "listening");
         }
+        let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
+        if let Some(l) = self.admin {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "admin listening");
+            }
+            tokio::spawn(admin::serve(l, self.proxy.clone(), admin_stopped));
+        }
         server::serve(self.listeners, self.proxy, shutdown).await;
+        let _ = stop_admin.send(true);
         tracing::info!("stopped");
     }
 }

@@ -23,6 +23,8 @@ use strangler::config::{Config, SourceFile};
 /// A proxy running in this process.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `server.admin`.
+    pub admin: Option<SocketAddr>,
     pub proxy: Arc<strangler::proxy::Proxy>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -65,6 +67,7 @@ pub async fn start_config(mut config: Config) -> TestProxy {
     config.server.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     let bound = strangler::run::Bound::new(config).await.expect("bind");
     let addr = bound.local_addrs()[0];
+    let admin = bound.admin_addr();
     let proxy = bound.proxy.clone();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -76,6 +79,7 @@ pub async fn start_config(mut config: Config) -> TestProxy {
     });
     TestProxy {
         addr,
+        admin,
         proxy,
         stop: Some(tx),
         task,
