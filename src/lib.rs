@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod client;
 pub mod config;
 pub mod demo;
 pub mod path;

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::upstream::conn::Driver;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The client's body going upstream, counted against `max_request_body`.
@@ -109,7 +111,9 @@ pub trait OnComplete: Send + Sync + 'static {
 }
 
 enum Inner {
-    Upstream(Incoming),
+    /// The upstream's body, with the connection it arrives on (driven here;
+    /// `None` once released, or for connections with a task of their own).
+    Upstream(Incoming, Option<Driver>),
     Full(Option<Bytes>),
 }
 
@@ -123,8 +127,10 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming) -> Self {
-        Self::new(Inner::Upstream(body))
+    /// Streams `body`, driving its upstream connection and returning it to
+    /// the idle list once the body has ended cleanly.
+    pub fn upstream(body: Incoming, driver: Option<Driver>) -> Self {
+        Self::new(Inner::Upstream(body, driver))
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
@@ -169,12 +175,25 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(body) => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e) as BoxError))),
-                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            Inner::Upstream(body, driver) => {
+                if let Some(d) = driver {
+                    d.drive(cx);
+                }
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(Some(Err(e))) => {
+                        *driver = None;
+                        Poll::Ready(Some(Err(Box::new(e) as BoxError)))
+                    }
+                    Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                    Poll::Ready(None) => {
+                        if let Some(d) = driver.take() {
+                            d.release(cx);
+                        }
+                        Poll::Ready(None)
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -192,14 +211,14 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(b) => b.is_none(),
-            Inner::Upstream(b) => b.is_end_stream(),
+            Inner::Upstream(b, _) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Inner::Upstream(b) => b.size_hint(),
+            Inner::Upstream(b, _) => b.size_hint(),
         }
     }
 }
@@ -207,8 +226,15 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if !self.done {
-            // Never polled to the end: fine for empty bodies, early for others.
+            // Never polled to the end: fine for empty bodies (hyper does not
+            // poll those), early for others.
             let complete = self.is_end_stream();
+            if let Inner::Upstream(_, driver) = &mut self.inner
+                && let Some(d) = driver.take()
+                && complete
+            {
+                d.release(&mut Context::from_waker(std::task::Waker::noop()));
+            }
             self.finish(complete);
         }
     }

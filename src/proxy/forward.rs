@@ -1,6 +1,6 @@
 //! Forwarding one request to one upstream target: the upstream request is
 //! built from the client's (path, Host, `x-forwarded-*`, hop-by-hop headers),
-//! sent through the shared client with the route's timeout, and failures are
+//! sent on a kept-alive connection with the route's timeout, and failures are
 //! told apart: never connected, timed out, or failed after leaving.
 
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use super::Downstream;
 use super::body::{BoxError, RequestBody};
 use super::error::ProxyError;
 use super::headers;
-use crate::client::HttpClient;
 use crate::upstream::Lease;
+use crate::upstream::conn::{self, Driver, SendError};
 
 /// Where and how to send.
 pub struct Outbound<'a> {
@@ -91,49 +91,75 @@ pub fn build(
     Ok((Request::from_parts(parts, body), tripped))
 }
 
-/// Sends the request; `timeout` runs until the response head arrives.
+/// What came back: the response head, and the connection its body arrives
+/// on (`None` for upgrades, whose connection runs on its own).
+pub struct Sent {
+    pub response: Response<Incoming>,
+    pub driver: Option<Driver>,
+}
+
+/// Sends the request to the lease's target. `timeout` runs until the response
+/// head arrives; connecting has its own `connect_timeout` inside it.
 pub async fn send(
-    client: &HttpClient,
+    lease: &Lease,
     req: Request<RequestBody>,
+    upgrade: bool,
     timeout: Duration,
-    upstream: &str,
-) -> Result<Response<Incoming>, ProxyError> {
-    match tokio::time::timeout(timeout, client.request(req)).await {
-        Ok(Ok(resp)) => Ok(resp),
+    connect_timeout: Duration,
+) -> Result<Sent, ProxyError> {
+    let upstream = &lease.pool().name;
+    let target = lease.target();
+    let authority = target.authority.as_str();
+    let exchange = async {
+        if upgrade {
+            let response = conn::send_upgrade(authority, connect_timeout, req).await?;
+            return Ok(Sent {
+                response,
+                driver: None,
+            });
+        }
+        let mut active = conn::checkout(&target.stats.idle, authority, connect_timeout).await?;
+        let response = match active.send(req).await {
+            Ok(r) => r,
+            // A kept-alive connection the upstream closed just before it was
+            // used: the request never left, so a new connection may carry it.
+            Err(mut e) if active.reused() && e.message().is_some() => {
+                let req = e.take_message().expect("checked above");
+                active =
+                    conn::checkout(&conn::IdleList::default(), authority, connect_timeout).await?;
+                active
+                    .send(req)
+                    .await
+                    .map_err(|e| SendError::Http(e.into_error()))?
+            }
+            Err(e) => return Err(SendError::Http(e.into_error())),
+        };
+        Ok(Sent {
+            response,
+            driver: Some(active.into_driver(target.stats.clone())),
+        })
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(sent)) => Ok(sent),
         Ok(Err(e)) => Err(classify(e, upstream)),
         Err(_) => Err(ProxyError::Timeout {
-            upstream: upstream.to_owned(),
+            upstream: upstream.clone(),
             timeout,
         }),
     }
 }
 
-fn classify(e: hyper_util::client::legacy::Error, upstream: &str) -> ProxyError {
+fn classify(e: SendError, upstream: &str) -> ProxyError {
     let upstream = upstream.to_owned();
-    if e.is_connect() {
-        if chain_has_timeout(&e) {
-            return ProxyError::ConnectTimeout { upstream };
-        }
-        return ProxyError::Connect {
+    match e {
+        SendError::ConnectTimeout => ProxyError::ConnectTimeout { upstream },
+        SendError::Connect(source) => ProxyError::Connect {
             upstream,
-            source: Box::new(e),
-        };
+            source: Box::new(source),
+        },
+        SendError::Http(source) => ProxyError::Upstream {
+            upstream,
+            source: Box::new(source) as BoxError,
+        },
     }
-    ProxyError::Upstream {
-        upstream,
-        source: Box::new(e) as BoxError,
-    }
-}
-
-fn chain_has_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }

@@ -55,11 +55,15 @@ pub struct Downstream {
 impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
         let registry = Registry::default();
-        let snapshot = Snapshot::build(config, &registry, None);
-        Arc::new(Proxy {
+        let snapshot = Snapshot::build(config, &registry);
+        let proxy = Arc::new(Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
-        })
+        });
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
+        }
+        proxy
     }
 
     /// The snapshot new requests run on.
@@ -70,8 +74,7 @@ impl Proxy {
     /// Compiles `config` and makes it the one new requests run on. Requests in
     /// flight keep the snapshot they started with.
     pub fn install(&self, config: Config) {
-        let previous = self.snapshot.load_full();
-        let next = Arc::new(Snapshot::build(config, &self.registry, Some(&previous)));
+        let next = Arc::new(Snapshot::build(config, &self.registry));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
     }
@@ -180,9 +183,19 @@ impl Proxy {
             },
             down,
         )?;
-        let sent = forward::send(&snap.client, upstream_req, timeout, &pool.name).await;
-        let mut resp = match sent {
-            Ok(resp) => resp,
+        let sent = forward::send(
+            &lease,
+            upstream_req,
+            upgrade,
+            timeout,
+            server.connect_timeout,
+        )
+        .await;
+        let forward::Sent {
+            response: mut resp,
+            driver,
+        } = match sent {
+            Ok(sent) => sent,
             Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
                 return Err(ProxyError::BodyTooLarge {
                     limit: server.max_request_body,
@@ -213,9 +226,22 @@ impl Proxy {
         let body = if switching {
             ResponseBody::empty()
         } else {
-            ResponseBody::upstream(body)
+            ResponseBody::upstream(body, driver)
         };
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// Closes upstream connections left idle too long, until the proxy is gone.
+async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match proxy.upgrade() {
+            Some(p) => p.registry.sweep_idle(),
+            None => return,
+        }
     }
 }
 

@@ -139,7 +139,9 @@ async fn accept_loop(
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
             let down = down.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) }
+            // Boxed: the journey's future is a few KiB, and hyper moves the
+            // service future around; a pointer is cheaper to move.
+            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) })
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)

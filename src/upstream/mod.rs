@@ -1,9 +1,12 @@
 //! Upstream pools: an upstream's targets, how requests spread over them
 //! (`balance`), and the per-target counters that outlive a config reload.
 //!
-//! A pool is part of an immutable snapshot; the counters it points at live in a
-//! [`Registry`] keyed by upstream name and target URL, so a reload that keeps a
-//! target keeps its in-flight count and its history.
+//! A pool is part of an immutable snapshot; the counters and idle connections
+//! it points at live in a [`Registry`] keyed by upstream name and target URL,
+//! so a reload that keeps a target keeps its in-flight count, its history and
+//! its kept-alive connections.
+
+pub mod conn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,13 +17,15 @@ use http::uri::Authority;
 
 use crate::config::{self, Balance};
 
-/// Counters of one target, shared by every snapshot that has it.
+/// Counters and idle connections of one target, shared by every snapshot that has it.
 #[derive(Debug)]
 pub struct TargetStats {
     /// Requests sent and not yet finished (response body done or dropped).
     in_flight: AtomicUsize,
     /// Requests ever sent.
     requests: AtomicU64,
+    /// Kept-alive connections waiting for the next request.
+    pub idle: conn::IdleList,
 }
 
 impl TargetStats {
@@ -52,9 +57,24 @@ impl Registry {
                 Arc::new(TargetStats {
                     in_flight: AtomicUsize::new(0),
                     requests: AtomicU64::new(0),
+                    idle: conn::IdleList::default(),
                 })
             })
             .clone()
+    }
+
+    /// Closes connections that sat idle too long, on every target.
+    pub fn sweep_idle(&self) {
+        let targets: Vec<Arc<TargetStats>> = self
+            .targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for t in targets {
+            t.idle.sweep();
+        }
     }
 
     /// Forgets targets no snapshot uses any more (after a reload removed them).
