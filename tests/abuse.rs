@@ -1,0 +1,703 @@
+//! Abuse on the wire (SPEC 3.4, 3.3): request-smuggling framings are answered
+//! 400 (or 501 for an unknown transfer coding), never forwarded, and the
+//! connection is closed; slow and idle clients are cut off by
+//! `header_read_timeout` and `idle_timeout`; `max_connections` bounds open
+//! connections; and encoded separators, control characters and bad escapes
+//! in paths are handled the way SPEC 3.3 says. Everything here talks raw TCP
+//! so that nothing between the test and the proxy fixes the bytes up.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout};
+
+/// Safety net for anything that should happen "soon".
+const WAIT: Duration = Duration::from_secs(5);
+
+/// What came back on a connection.
+struct Reply {
+    bytes: Vec<u8>,
+    /// The proxy closed the connection (EOF or reset) within [`WAIT`].
+    closed: bool,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    fn responses(&self) -> Vec<Resp> {
+        responses(&self.bytes)
+    }
+}
+
+/// Reads until the peer closes the connection or [`WAIT`] passes.
+async fn read_until_closed(s: &mut TcpStream) -> Reply {
+    let deadline = Instant::now() + WAIT;
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => {
+                return Reply {
+                    bytes,
+                    closed: false,
+                };
+            }
+            Ok(Ok(0)) => {
+                return Reply {
+                    bytes,
+                    closed: true,
+                };
+            }
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            // A reset is a close too (the proxy may drop unread bytes).
+            Ok(Err(_)) => {
+                return Reply {
+                    bytes,
+                    closed: true,
+                };
+            }
+        }
+    }
+}
+
+/// Sends `request` on a fresh connection and reads until the proxy closes it.
+async fn attack(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    read_until_closed(&mut s).await
+}
+
+/// One HTTP/1.x response parsed out of a raw byte stream.
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Every complete response in `data`, framed by content-length, chunked
+/// encoding, or (neither) the end of the stream.
+fn responses(mut data: &[u8]) -> Vec<Resp> {
+    let mut out = Vec::new();
+    while data.starts_with(b"HTTP/1.") {
+        let Some(end) = find(data, b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&data[..end]).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut resp = Resp {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        let rest = &data[end + 4..];
+        if let Some(len) = resp.header("content-length") {
+            let len: usize = len.parse().unwrap_or(0).min(rest.len());
+            resp.body = rest[..len].to_vec();
+            data = &rest[len..];
+        } else if resp
+            .header("transfer-encoding")
+            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+        {
+            let mut r = rest;
+            loop {
+                let Some(eol) = find(r, b"\r\n") else {
+                    r = &[];
+                    break;
+                };
+                let size_text = String::from_utf8_lossy(&r[..eol]);
+                let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+                    .unwrap_or(0);
+                r = &r[eol + 2..];
+                if size == 0 {
+                    r = find(r, b"\r\n").map_or(&[][..], |i| &r[i + 2..]);
+                    break;
+                }
+                let n = size.min(r.len());
+                resp.body.extend_from_slice(&r[..n]);
+                r = r.get(n + 2..).unwrap_or(&[]);
+            }
+            data = r;
+        } else {
+            resp.body = rest.to_vec();
+            data = &[];
+        }
+        out.push(resp);
+    }
+    out
+}
+
+/// A proxy with one test backend as the default, and `server` settings.
+async fn proxy_with(server: &str) -> (Server, TestProxy) {
+    let b = backend("backend").await;
+    let proxy = start(&format!("[server]\n{server}\n{}", default_to(&b.url()))).await;
+    (b, proxy)
+}
+
+/// Sends each `(name, request)` on its own connection and checks the answer
+/// is one of `allowed`, the connection is closed afterwards, and nothing
+/// reached the backend. Collects every failing case before panicking.
+async fn expect_refused(cases: &[(impl std::fmt::Display, String)], allowed: &[u16]) {
+    let (b, proxy) = proxy_with("").await;
+    let mut failures = Vec::new();
+    for (name, request) in cases {
+        let before = b.requests();
+        let reply = attack(proxy.addr, request.as_bytes()).await;
+        let status = reply.responses().first().map(|r| r.status);
+        let forwarded = b.requests() - before;
+        if !status.is_some_and(|s| allowed.contains(&s)) || !reply.closed || forwarded != 0 {
+            failures.push(format!(
+                "{name}: status {status:?} (want one of {allowed:?}), closed {}, forwarded {forwarded}\n  request: {request:?}\n  answer: {:?}",
+                reply.closed,
+                reply.text()
+            ));
+        }
+    }
+    assert_eq!(b.requests(), 0, "the backend received requests");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A request with the given extra header lines and raw body.
+fn post(headers: &str, body: &str) -> String {
+    format!("POST /upload HTTP/1.1\r\nHost: t\r\n{headers}\r\n{body}")
+}
+
+/// A chunked body whose end is followed by a request a confused parser
+/// would see as a second, smuggled one.
+const SMUGGLING_BODY: &str = "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_refused() {
+    let cl = SMUGGLING_BODY.len();
+    expect_refused(
+        &[
+            (
+                "CL then TE",
+                post(
+                    &format!("Content-Length: {cl}\r\nTransfer-Encoding: chunked\r\n"),
+                    SMUGGLING_BODY,
+                ),
+            ),
+            (
+                "TE then CL",
+                post(
+                    &format!("Transfer-Encoding: chunked\r\nContent-Length: {cl}\r\n"),
+                    SMUGGLING_BODY,
+                ),
+            ),
+            (
+                "CL 0 then TE",
+                post(
+                    "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n",
+                    SMUGGLING_BODY,
+                ),
+            ),
+            (
+                "TE with a tab, and CL",
+                post(
+                    &format!("Content-Length: {cl}\r\nTransfer-Encoding:\tchunked\r\n"),
+                    SMUGGLING_BODY,
+                ),
+            ),
+            (
+                "TE with trailing whitespace, and CL",
+                post(
+                    &format!("Transfer-Encoding: chunked \t\r\nContent-Length: {cl}\r\n"),
+                    SMUGGLING_BODY,
+                ),
+            ),
+            (
+                "TE upper case, and CL",
+                post(
+                    &format!("TRANSFER-ENCODING: CHUNKED\r\ncontent-length: {cl}\r\n"),
+                    SMUGGLING_BODY,
+                ),
+            ),
+        ],
+        &[400],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn differing_or_invalid_content_lengths_are_refused() {
+    let mut cases = vec![
+        (
+            "two differing content-length headers".to_owned(),
+            post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
+        ),
+        (
+            "two differing values in one header".to_owned(),
+            post("Content-Length: 1,2\r\n", "ab"),
+        ),
+    ];
+    for value in ["abc", "-1", "+5", "0x5", "5 5", "99999999999999999999999"] {
+        cases.push((
+            format!("content-length {value:?}"),
+            post(&format!("Content-Length: {value}\r\n"), "hello"),
+        ));
+    }
+    expect_refused(&cases, &[400]).await;
+}
+
+#[tokio::test]
+async fn obfuscated_or_unknown_transfer_encodings_are_refused() {
+    let te = |value: &str| post(&format!("Transfer-Encoding: {value}\r\n"), "0\r\n\r\n");
+    expect_refused(
+        &[
+            ("xchunked", te("xchunked")),
+            ("chunked, gzip (last not chunked)", te("chunked, gzip")),
+            ("gzip, chunked", te("gzip, chunked")),
+            ("chunked, chunked", te("chunked, chunked")),
+            ("gzip alone", te("gzip")),
+            ("identity", te("identity")),
+            ("chunked with a vertical tab", te("\x0bchunked")),
+            (
+                "two transfer-encoding headers",
+                post(
+                    "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                    "0\r\n\r\n",
+                ),
+            ),
+            (
+                "the same transfer-encoding header twice",
+                post(
+                    "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                    "0\r\n\r\n",
+                ),
+            ),
+            (
+                "obs-fold line continuation",
+                post("Transfer-Encoding:\r\n chunked\r\n", "0\r\n\r\n"),
+            ),
+            (
+                "space before the colon",
+                post("Transfer-Encoding : chunked\r\n", "0\r\n\r\n"),
+            ),
+            (
+                "leading space on the header line",
+                post("X-A: 1\r\n Transfer-Encoding: chunked\r\n", "0\r\n\r\n"),
+            ),
+        ],
+        &[400, 501],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn http_1_0_requests_with_transfer_encoding_are_refused() {
+    expect_refused(
+        &[
+            (
+                "HTTP/1.0 chunked",
+                "POST /upload HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    .to_owned(),
+            ),
+            (
+                "HTTP/1.0 chunked with content-length",
+                "POST /upload HTTP/1.0\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .to_owned(),
+            ),
+        ],
+        &[400, 501],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_smuggling_request_after_a_valid_one_is_refused_on_the_same_connection() {
+    let (b, proxy) = proxy_with("").await;
+    let cl = SMUGGLING_BODY.len();
+    let second = [
+        (
+            "CL then TE",
+            post(
+                &format!("Content-Length: {cl}\r\nTransfer-Encoding: chunked\r\n"),
+                SMUGGLING_BODY,
+            ),
+        ),
+        (
+            "TE then CL",
+            post(
+                &format!("Transfer-Encoding: chunked\r\nContent-Length: {cl}\r\n"),
+                SMUGGLING_BODY,
+            ),
+        ),
+        (
+            "differing content-lengths",
+            post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"),
+        ),
+        (
+            "gzip, chunked",
+            post("Transfer-Encoding: gzip, chunked\r\n", SMUGGLING_BODY),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, smuggler) in second {
+        let before = b.requests();
+        // The first request carries a body too, so the guard has to follow it.
+        let request =
+            format!("POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody{smuggler}");
+        let reply = attack(proxy.addr, request.as_bytes()).await;
+        let rs = reply.responses();
+        let forwarded = b.requests() - before;
+        let first_ok = rs.first().is_some_and(|r| {
+            r.status == 200
+                && r.header("x-served-by") == Some("backend")
+                && r.json()["path"] == "/first"
+                && r.json()["body_len"] == 4
+        });
+        let second_refused = rs.get(1).is_some_and(|r| r.status == 400);
+        if !first_ok || !second_refused || rs.len() != 2 || !reply.closed || forwarded != 1 {
+            failures.push(format!(
+                "{name}: statuses {:?} (want [200, 400]), closed {}, forwarded {forwarded} (want 1)\n  answer: {:?}",
+                rs.iter().map(|r| r.status).collect::<Vec<_>>(),
+                reply.closed,
+                reply.text()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn an_incomplete_request_head_is_cut_off_by_header_read_timeout() {
+    let (b, proxy) = proxy_with("header_read_timeout = \"300ms\"").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let reply = read_until_closed(&mut s).await;
+    assert!(
+        reply.closed,
+        "connection still open after {WAIT:?}: {:?}",
+        reply.text()
+    );
+    // A 408 is fine; anything else would mean the request was served.
+    let statuses: Vec<u16> = reply.responses().iter().map(|r| r.status).collect();
+    assert!(
+        statuses.is_empty() || statuses == [408],
+        "{statuses:?}: {}",
+        reply.text()
+    );
+    assert_eq!(b.requests(), 0);
+
+    // Not even a byte: the timeout runs from accept.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let reply = read_until_closed(&mut s).await;
+    assert!(reply.closed, "a silent connection stays open");
+}
+
+#[tokio::test]
+async fn a_slowloris_is_cut_off_once_header_read_timeout_passes() {
+    let (b, proxy) = proxy_with("header_read_timeout = \"300ms\"\nidle_timeout = \"60s\"").await;
+    let s = TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let _ = rd.read_to_end(&mut out).await;
+        out
+    });
+    let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+    let mut sent = 0usize;
+    let deadline = Instant::now() + WAIT;
+    // One byte every 100 ms, the header value never ending: only the
+    // deadline counted from accept can stop this.
+    let closed = loop {
+        if reader.is_finished() {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        let byte = head.get(sent).copied().unwrap_or(b'a');
+        if wr.write_all(&[byte]).await.is_err() {
+            break true;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        closed,
+        "a client trickling a byte every 100 ms was still connected after {WAIT:?} ({sent} bytes sent)"
+    );
+    let out = timeout(WAIT, reader).await.expect("reader").unwrap();
+    let statuses: Vec<u16> = responses(&out).iter().map(|r| r.status).collect();
+    assert!(statuses.is_empty() || statuses == [408], "{statuses:?}");
+    assert_eq!(b.requests(), 0);
+}
+
+/// One keep-alive GET on an open connection; returns the parsed response.
+async fn keep_alive_get(s: &mut TcpStream, path: &str) -> Resp {
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    timeout(WAIT, async {
+        loop {
+            if let Some(r) = complete_response(&buf) {
+                return r;
+            }
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(
+                n > 0,
+                "connection closed before a full response: {:?}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("no response in time")
+}
+
+/// The response in `buf` once it is complete (content-length framed).
+fn complete_response(buf: &[u8]) -> Option<Resp> {
+    let end = find(buf, b"\r\n\r\n")?;
+    let r = responses(buf).into_iter().next()?;
+    let len: usize = r.header("content-length")?.parse().ok()?;
+    (buf.len() >= end + 4 + len).then_some(r)
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let (b, proxy) = proxy_with("idle_timeout = \"300ms\"").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let r = keep_alive_get(&mut s, "/one").await;
+    assert_eq!(r.status, 200);
+    let reply = read_until_closed(&mut s).await;
+    assert!(
+        reply.closed,
+        "idle connection still open after {WAIT:?}: {:?}",
+        reply.text()
+    );
+    assert!(
+        reply.bytes.is_empty(),
+        "unexpected bytes: {:?}",
+        reply.text()
+    );
+    assert_eq!(b.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_used_more_often_than_idle_timeout_stays_open() {
+    let (b, proxy) = proxy_with("idle_timeout = \"300ms\"").await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for i in 0..10 {
+        let r = keep_alive_get(&mut s, &format!("/req/{i}")).await;
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.json()["path"], format!("/req/{i}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.requests(), 10);
+    // All ten went over the one connection.
+    assert_eq!(b.connections(), 1, "{b:?}");
+}
+
+#[tokio::test]
+async fn max_connections_bounds_open_connections() {
+    let (b, proxy) = proxy_with("max_connections = 2").await;
+    // Two connections, each proven served and kept open.
+    let mut c1 = TcpStream::connect(proxy.addr).await.unwrap();
+    assert_eq!(keep_alive_get(&mut c1, "/c1").await.status, 200);
+    let mut c2 = TcpStream::connect(proxy.addr).await.unwrap();
+    assert_eq!(keep_alive_get(&mut c2, "/c2").await.status, 200);
+
+    // The third is closed at once, without a response.
+    let mut c3 = TcpStream::connect(proxy.addr).await.unwrap();
+    let reply = read_until_closed(&mut c3).await;
+    assert!(reply.closed, "a third connection was kept open");
+    assert!(reply.bytes.is_empty(), "{:?}", reply.text());
+    assert_eq!(b.requests(), 2);
+
+    // The first two still work.
+    assert_eq!(keep_alive_get(&mut c2, "/c2-again").await.status, 200);
+
+    // Once one closes, a new connection is served (the proxy notices the
+    // close asynchronously, so retry until it has).
+    drop(c1);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let reply = attack(
+            proxy.addr,
+            b"GET /c4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if let Some(r) = reply.responses().first() {
+            assert_eq!(r.status, 200, "{}", reply.text());
+            assert_eq!(r.json()["path"], "/c4");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new connection was served after one of the two closed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(c2);
+}
+
+/// GET `path` on a fresh connection (closing it afterwards).
+async fn get_raw(addr: SocketAddr, path: &str) -> Resp {
+    let reply = attack(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    reply
+        .responses()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{path}: no response: {:?}", reply.text()))
+}
+
+fn paths_config(legacy: &Server, svc: &Server, server: &str) -> String {
+    format!(
+        r#"[server]
+{server}
+[upstreams.legacy]
+targets = ["{}"]
+[upstreams.svc]
+targets = ["{}"]
+[default]
+upstream = "legacy"
+[[routes]]
+name = "a"
+path = "/a/{{x}}"
+upstream = "svc"
+[[routes]]
+name = "r"
+path = "/r/{{x}}"
+upstream = "svc"
+rewrite = "/got/{{x}}"
+"#,
+        legacy.url(),
+        svc.url()
+    )
+}
+
+#[tokio::test]
+async fn encoded_separators_are_forwarded_encoded_and_never_split() {
+    let legacy = backend("legacy").await;
+    let svc = backend("svc").await;
+    let proxy = start(&paths_config(&legacy, &svc, "")).await;
+    let mut failures = Vec::new();
+    // (request path, who must answer, path the upstream must receive)
+    let cases = [
+        ("/a/b%2Fc", "svc", "/a/b%2Fc"),
+        ("/a/b%5Cc", "svc", "/a/b%5Cc"),
+        ("/a/b%00c", "svc", "/a/b%00c"),
+        ("/a/..%2Fsecret", "svc", "/a/..%2Fsecret"),
+        ("/a/%2E%2E%2Fsecret", "svc", "/a/..%2Fsecret"),
+        ("/r/b%2Fc", "svc", "/got/b%2Fc"),
+        ("/r/b%5C..%5Cc", "svc", "/got/b%5C..%5Cc"),
+        ("/a%2Fb", "legacy", "/a%2Fb"),
+        ("/a%2Fb%2Fc", "legacy", "/a%2Fb%2Fc"),
+        ("/a/b%2Fc/d", "legacy", "/a/b%2Fc/d"),
+        ("/x/..%2F..%2Fetc", "legacy", "/x/..%2F..%2Fetc"),
+    ];
+    for (path, who, upstream_path) in cases {
+        let r = get_raw(proxy.addr, path).await;
+        let got_path = (r.status == 200).then(|| r.json()["path"].clone());
+        if r.status != 200
+            || r.header("x-served-by") != Some(who)
+            || got_path.as_ref().and_then(|p| p.as_str()) != Some(upstream_path)
+        {
+            failures.push(format!(
+                "{path}: want {who} to receive {upstream_path}; got {} from {:?} with path {got_path:?}",
+                r.status,
+                r.header("x-served-by")
+            ));
+        }
+    }
+    // Lower-case hex is the same escape; it must stay an escape.
+    let r = get_raw(proxy.addr, "/a/b%2fc").await;
+    let p = r.json()["path"].as_str().unwrap_or_default().to_owned();
+    if r.header("x-served-by") != Some("svc") || !p.eq_ignore_ascii_case("/a/b%2Fc") {
+        failures.push(format!(
+            "/a/b%2fc: got {:?} with path {p}",
+            r.header("x-served-by")
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn control_characters_and_invalid_escapes_are_refused() {
+    let legacy = backend("legacy").await;
+    let svc = backend("svc").await;
+    let proxy = start(&paths_config(&legacy, &svc, "")).await;
+    let mut failures = Vec::new();
+    for path in [
+        "/a/%zz", "/a/%", "/a/%4", "/a/%G1", "/a/b%", "/a/\x01", "/a/\x7f", "/a/b\tc", "/a/%2",
+        "/a/%%41",
+    ] {
+        let reply = attack(
+            proxy.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let status = reply.responses().first().map(|r| r.status);
+        if status != Some(400) {
+            failures.push(format!("{path:?}: {status:?}: {:?}", reply.text()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(legacy.requests() + svc.requests(), 0, "nothing forwarded");
+}
+
+#[tokio::test]
+async fn merge_slashes_false_keeps_double_slashes() {
+    let legacy = backend("legacy").await;
+    let svc = backend("svc").await;
+
+    let keep = start(&paths_config(&legacy, &svc, "merge_slashes = false")).await;
+    let r = get_raw(keep.addr, "/a//b").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-served-by"),
+        Some("legacy"),
+        "`/a//b` has an empty segment: not `/a/{{x}}`"
+    );
+    assert_eq!(r.json()["path"], "/a//b");
+    let r = get_raw(keep.addr, "/x//y///z").await;
+    assert_eq!(r.json()["path"], "/x//y///z");
+
+    // The default merges them, for contrast.
+    let merge = start(&paths_config(&legacy, &svc, "")).await;
+    let r = get_raw(merge.addr, "/a//b").await;
+    assert_eq!(r.header("x-served-by"), Some("svc"));
+    assert_eq!(r.json()["path"], "/a/b");
+}
