@@ -68,7 +68,7 @@ pub fn build(
     }
     headers::add_forwarded(
         &mut parts.headers,
-        down.remote.ip(),
+        &down.client_ip,
         down.scheme,
         out.client_host.as_ref(),
     );

@@ -47,6 +47,8 @@ pub struct Proxy {
 #[derive(Debug)]
 pub struct Downstream {
     pub remote: SocketAddr,
+    /// `remote`'s IP as a header value, for `x-forwarded-for`.
+    pub client_ip: HeaderValue,
     /// `http` (or `https` once TLS is served): what `x-forwarded-proto` says.
     pub scheme: &'static str,
     pub shared: Arc<ConnShared>,

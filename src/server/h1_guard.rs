@@ -164,6 +164,14 @@ impl H1Guard {
     }
 
     fn parse_head(&mut self, buf: &[u8]) -> HeadResult {
+        if let Some(len) = plain_head_len(buf) {
+            self.heads += 1;
+            self.state = State::Head(Vec::new());
+            return HeadResult::Done {
+                len,
+                conflict: false,
+            };
+        }
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let len = match req.parse(buf) {
@@ -211,6 +219,32 @@ impl H1Guard {
         };
         HeadResult::Done { len, conflict }
     }
+}
+
+/// The length of a complete CRLF-terminated head that has no
+/// `content-length`, `transfer-encoding` or `upgrade` header and is not a
+/// CONNECT: a request without a body, whose framing needs no parse. The
+/// common GET takes this path; anything else gets the full parse.
+fn plain_head_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = &buf[..end];
+    let line_end = head.iter().position(|&b| b == b'\r')?;
+    let version = head[..line_end].get(line_end.checked_sub(9)?..)?;
+    if !(version == b" HTTP/1.1" || version == b" HTTP/1.0") || head.starts_with(b"CONNECT ") {
+        return None;
+    }
+    let mut lines = head.split(|&b| b == b'\n').skip(1);
+    let framing = lines.any(|line| {
+        let starts =
+            |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
+        match line.first() {
+            Some(b'c' | b'C') => starts(b"content-length"),
+            Some(b't' | b'T') => starts(b"transfer-encoding"),
+            Some(b'u' | b'U') => starts(b"upgrade"),
+            _ => false,
+        }
+    });
+    (!framing).then_some(end)
 }
 
 enum HeadResult {

@@ -132,6 +132,7 @@ async fn accept_loop(
         );
         let down = Arc::new(Downstream {
             remote,
+            client_ip: crate::proxy::headers::client_ip_value(remote.ip()),
             scheme: "http",
             shared,
         });
