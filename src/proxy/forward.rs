@@ -91,6 +91,30 @@ pub fn build(
     Ok((Request::from_parts(parts, body), tripped))
 }
 
+/// Idle time after which a kept-alive connection is treated as possibly
+/// closed by the upstream (see [`send`]). Upstream keep-alive timeouts are
+/// seconds (Node's default is 5 s), never this short.
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A copy of a request that is safe to send twice: an idempotent method
+/// (RFC 9110 section 9.2.2) and no body.
+fn replay_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    use http::Method;
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    if !idempotent || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
 /// What came back: the response head, and the connection its body arrives
 /// on (`None` for upgrades, whose connection runs on its own).
 pub struct Sent {
@@ -119,20 +143,33 @@ pub async fn send(
             });
         }
         let mut active = conn::checkout(&target.stats.idle, authority, connect_timeout).await?;
+        // A connection idle for a while may be closed by the upstream just as
+        // the request goes out. Keep what is needed to send a bodiless
+        // idempotent request again; busy connections (reused within a
+        // second) are not worth the copy.
+        let replay = match active.idle_for() {
+            Some(idle) if idle >= REPLAY_AFTER_IDLE => replay_copy(&req),
+            _ => None,
+        };
         let response = match active.send(req).await {
             Ok(r) => r,
-            // A kept-alive connection the upstream closed just before it was
-            // used: the request never left, so a new connection may carry it.
-            Err(mut e) if active.reused() && e.message().is_some() => {
-                let req = e.take_message().expect("checked above");
-                active =
-                    conn::checkout(&conn::IdleList::default(), authority, connect_timeout).await?;
+            Err(mut e) => {
+                let retry = match (e.take_message(), replay) {
+                    // The request never left: it may go anywhere.
+                    (Some(req), _) if active.reused() => Some(req),
+                    (_, Some(copy)) if conn::is_stale_connection(e.error()) => Some(copy),
+                    _ => None,
+                };
+                let Some(req) = retry else {
+                    return Err(SendError::Http(e.into_error()));
+                };
+                tracing::debug!(upstream = %upstream, "kept-alive connection was closed; sending on a new one");
+                active = conn::connect(authority, connect_timeout).await?;
                 active
                     .send(req)
                     .await
                     .map_err(|e| SendError::Http(e.into_error()))?
             }
-            Err(e) => return Err(SendError::Http(e.into_error())),
         };
         Ok(Sent {
             response,

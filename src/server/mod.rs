@@ -46,6 +46,7 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         // Header and idle timeouts are ClientIo's: hyper's would also cut
         // kept-alive connections that are merely idle.
         .header_read_timeout(None)
+        .writev(false)
         .timer(TokioTimer::new());
     b.http2()
         .max_header_list_size(MAX_HEAD_BYTES as u32)

@@ -59,13 +59,14 @@ impl IdleList {
     fn take(&self) -> Option<Active> {
         loop {
             let mut idle = self.lock().pop()?;
-            if idle.since.elapsed() >= IDLE_TIMEOUT || !still_open(&mut idle) {
+            let idle_for = idle.since.elapsed();
+            if idle_for >= IDLE_TIMEOUT || !still_open(&mut idle) {
                 continue;
             }
             return Some(Active {
                 sender: idle.sender,
                 conn: idle.conn,
-                reused: true,
+                idle_for: Some(idle_for),
             });
         }
     }
@@ -111,6 +112,28 @@ fn still_open(idle: &mut Idle) -> bool {
     }
 }
 
+/// True for the errors of a connection the upstream closed or reset before
+/// answering: what a kept-alive connection does when the upstream's idle
+/// timeout fires just as a request is sent on it.
+pub fn is_stale_connection(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// Why no response head arrived.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -126,9 +149,9 @@ pub enum SendError {
 pub struct Active {
     sender: http1::SendRequest<RequestBody>,
     conn: Box<Conn>,
-    /// Came from the idle list (so a failure may just mean the upstream
-    /// closed it while idle).
-    reused: bool,
+    /// How long it sat in the idle list; `None` for a new connection. A
+    /// failure on a reused connection may just mean the upstream closed it.
+    idle_for: Option<Duration>,
 }
 
 /// Opens a new connection (bounded by `timeout`) and does the HTTP/1.1 handshake.
@@ -142,7 +165,10 @@ async fn open(
         Err(_) => return Err(SendError::ConnectTimeout),
     };
     let _ = stream.set_nodelay(true);
-    Ok(http1::handshake(TokioIo::new(stream)).await?)
+    Ok(http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await?)
 }
 
 /// A connection to `authority`: an idle one when there is one, else a new one.
@@ -151,16 +177,21 @@ pub async fn checkout(
     authority: &str,
     connect_timeout: Duration,
 ) -> Result<Active, SendError> {
-    if let Some(active) = idle.take() {
-        return Ok(active);
+    match idle.take() {
+        Some(active) => Ok(active),
+        None => connect(authority, connect_timeout).await,
     }
+}
+
+/// A new connection to `authority`.
+pub async fn connect(authority: &str, connect_timeout: Duration) -> Result<Active, SendError> {
     let (sender, conn) = open(authority, connect_timeout).await?;
     Ok(Active {
         sender,
         // Boxed: the connection is large and moves between the idle list,
         // the request and the response body.
         conn: Box::new(conn),
-        reused: false,
+        idle_for: None,
     })
 }
 
@@ -181,7 +212,12 @@ pub async fn send_upgrade(
 
 impl Active {
     pub fn reused(&self) -> bool {
-        self.reused
+        self.idle_for.is_some()
+    }
+
+    /// How long the connection sat idle before this request, if it was reused.
+    pub fn idle_for(&self) -> Option<Duration> {
+        self.idle_for
     }
 
     /// Sends `req` and drives the connection until the response head arrives.
