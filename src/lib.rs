@@ -1,4 +1,24 @@
 //! strangler: a reverse proxy for strangler-fig migrations.
+//!
+//! A request's journey, and the module that owns each step:
+//!
+//! | step | module |
+//! |---|---|
+//! | accept the connection; limits, client timeouts, smuggling guard | [`server`] |
+//! | the journey itself, phase by phase | [`proxy`] |
+//! | normalize the path | [`path`] |
+//! | match a route | [`router`] |
+//! | pick a target, reuse a kept-alive connection | [`upstream`] |
+//!
+//! Around it:
+//!
+//! - [`config`] reads the TOML file (every error with `FILE:LINE:COL`), and
+//!   [`snapshot`] compiles it into the immutable form requests run on; a
+//!   reload swaps snapshots whole.
+//! - [`run`] binds listeners and serves until a signal, then drains;
+//!   [`admin`] is the operators' listener.
+//! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
+//!   bundled monolith and services; [`telemetry`] sets up logging.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -94,9 +94,18 @@ pub struct ClientIo {
 }
 
 impl ClientIo {
-    pub fn new(inner: TcpStream, shared: Arc<ConnShared>, timeouts: Timeouts) -> Self {
+    /// `accepted` is when the connection was accepted (the first head's
+    /// deadline counts from it); `http1` turns the smuggling guard on
+    /// (HTTP/2 framing needs none).
+    pub fn new(
+        inner: TcpStream,
+        shared: Arc<ConnShared>,
+        timeouts: Timeouts,
+        accepted: Instant,
+        http1: bool,
+    ) -> Self {
         let now = Instant::now();
-        let deadline = now + timeouts.header_read;
+        let deadline = accepted + timeouts.header_read;
         ClientIo {
             inner,
             shared,
@@ -105,7 +114,7 @@ impl ClientIo {
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             armed: Some(deadline),
             last_activity: now,
-            guard: Some(Box::default()),
+            guard: http1.then(Box::default),
         }
     }
 

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::pin::Pin;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::proxy::{Downstream, Proxy};
@@ -37,21 +39,97 @@ pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     Ok(out)
 }
 
+/// HTTP/2 with prior knowledge starts with this (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The HTTP settings every client connection is served with.
-fn http_builder() -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        // Heads past 64 KiB fill the buffer and get 431.
-        .max_buf_size(MAX_HEAD_BYTES)
-        // Header and idle timeouts are ClientIo's: hyper's would also cut
-        // kept-alive connections that are merely idle.
-        .header_read_timeout(None)
-        .writev(false)
-        .timer(TokioTimer::new());
-    b.http2()
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .timer(TokioTimer::new());
-    b
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new() -> Self {
+        let mut h1 = http1::Builder::new();
+        h1
+            // Heads past 64 KiB get 431. (max_buf_size alone is no limit: one
+            // read may fill more than it, and a complete head then passes.)
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_buf_size(MAX_HEAD_BYTES)
+            // Header and idle timeouts are ClientIo's: hyper's would also cut
+            // kept-alive connections that are merely idle.
+            .header_read_timeout(None)
+            .writev(false)
+            .timer(TokioTimer::new());
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.max_header_list_size(MAX_HEAD_BYTES as u32)
+            .timer(TokioTimer::new());
+        Builders { h1, h2 }
+    }
+}
+
+/// True when the client opened with the HTTP/2 preface, false for anything
+/// else (HTTP/1.x, or a close). Looks without consuming, so the chosen
+/// protocol reads the stream from its first byte.
+async fn opens_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(true);
+        }
+        // A preface split across packets (rare): wait a moment for the rest.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A served connection that can be asked to finish gracefully.
+trait Graceful: Future<Output = hyper::Result<()>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Drives `conn` to its end; on shutdown, lets it finish what is in flight
+/// and close when idle (HTTP/2: GOAWAY).
+async fn drive(conn: impl Graceful, stop: &mut watch::Receiver<bool>) -> hyper::Result<()> {
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    }
 }
 
 /// Serves client connections on `listeners` until `shutdown` resolves, then
@@ -64,13 +142,13 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(Open::default());
-    let builder = Arc::new(http_builder());
+    let builders = Arc::new(Builders::new());
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
         accepting.spawn(accept_loop(
             listener,
             proxy.clone(),
-            builder.clone(),
+            builders.clone(),
             open.clone(),
             stop_rx.clone(),
         ));
@@ -95,7 +173,7 @@ pub async fn serve(
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     open: Arc<Open>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -121,50 +199,82 @@ async fn accept_loop(
             continue;
         }
         open.opened();
-        let _ = stream.set_nodelay(true);
-        let shared = Arc::new(ConnShared::default());
-        let io = ClientIo::new(
+        let timeouts = Timeouts {
+            header_read: server.header_read_timeout,
+            idle: server.idle_timeout,
+        };
+        let guard = OpenGuard(open.clone());
+        tokio::spawn(serve_connection(
             stream,
-            shared.clone(),
-            Timeouts {
-                header_read: server.header_read_timeout,
-                idle: server.idle_timeout,
-            },
-        );
-        let down = Arc::new(Downstream {
             remote,
-            client_ip: crate::proxy::headers::client_ip_value(remote.ip()),
-            scheme: "http",
-            shared,
-        });
+            proxy.clone(),
+            builders.clone(),
+            timeouts,
+            stop.clone(),
+            guard,
+        ));
+    }
+}
+
+/// Serves one client connection, HTTP/1.1 or h2c, until it ends.
+async fn serve_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    proxy: Arc<Proxy>,
+    builders: Arc<Builders>,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+    _open: OpenGuard,
+) {
+    let accepted = tokio::time::Instant::now();
+    let _ = stream.set_nodelay(true);
+    // The first bytes must arrive within header_read_timeout, like the rest of the head.
+    let h2 = match tokio::time::timeout(timeouts.header_read, opens_with_h2_preface(&stream)).await
+    {
+        Ok(Ok(h2)) => h2,
+        Ok(Err(_)) | Err(_) => return,
+    };
+    let shared = Arc::new(ConnShared::default());
+    let io = TokioIo::new(ClientIo::new(
+        stream,
+        shared.clone(),
+        timeouts,
+        accepted,
+        !h2,
+    ));
+    let down = Arc::new(Downstream {
+        remote,
+        client_ip: crate::proxy::headers::client_ip_value(remote.ip()),
+        scheme: "http",
+        shared,
+    });
+    let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            let down = down.clone();
-            // Boxed: the journey's future is a few KiB, and hyper moves the
-            // service future around; a pointer is cheaper to move.
-            Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) })
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let open = open.clone();
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::pin!(conn);
-            let served = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = stopped(&mut stop) => {
-                    // Finish what is in flight, close when idle (HTTP/2: GOAWAY).
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(client = %remote, error = %e, "client connection ended with an error");
-            }
-            open.closed();
-        });
+        let down = down.clone();
+        // Boxed: the journey's future is a few KiB, and hyper moves the
+        // service future around; a pointer is cheaper to move.
+        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) })
+    });
+    let served = if h2 {
+        drive(builders.h2.serve_connection(io, service), &mut stop).await
+    } else {
+        drive(
+            builders.h1.serve_connection(io, service).with_upgrades(),
+            &mut stop,
+        )
+        .await
+    };
+    if let Err(e) = served {
+        tracing::debug!(client = %remote, error = %e, "client connection ended with an error");
+    }
+}
+
+/// Counts a connection as open until dropped, however its task ends.
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.closed();
     }
 }
 
