@@ -131,14 +131,16 @@ async fn idempotent_requests_on_a_connection_closed_under_them_are_sent_again() 
 async fn requests_with_bodies_are_not_sent_twice() {
     let up = closes_on_second_request().await;
     let proxy = start(&default_to(&up.url())).await;
-    assert_eq!(get(&proxy.url("/a")).await.text(), "ok");
+    let post = |path: &str| {
+        http::Request::post(proxy.url(path))
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"payload",
+            )))
+            .unwrap()
+    };
+    assert_eq!(send(&h1(), post("/a")).await.text(), "ok");
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let post = http::Request::post(proxy.url("/b"))
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(
-            b"payload",
-        )))
-        .unwrap();
-    let a = send(&h1(), post).await;
+    let a = send(&h1(), post("/b")).await;
     assert_eq!(a.status, 502);
     assert_eq!(up.connections(), 1, "nothing was sent again");
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::upstream::conn::Driver;
+use crate::upstream::body::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -111,9 +111,7 @@ pub trait OnComplete: Send + Sync + 'static {
 }
 
 enum Inner {
-    /// The upstream's body, with the connection it arrives on (driven here;
-    /// `None` once released, or for connections with a task of their own).
-    Upstream(Incoming, Option<Driver>),
+    Upstream(UpstreamBody),
     Full(Option<Bytes>),
 }
 
@@ -127,10 +125,9 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    /// Streams `body`, driving its upstream connection and returning it to
-    /// the idle list once the body has ended cleanly.
-    pub fn upstream(body: Incoming, driver: Option<Driver>) -> Self {
-        Self::new(Inner::Upstream(body, driver))
+    /// Streams the upstream's body as it arrives.
+    pub fn upstream(body: UpstreamBody) -> Self {
+        Self::new(Inner::Upstream(body))
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
@@ -175,25 +172,7 @@ impl Body for ResponseBody {
         let this = &mut *self;
         let polled = match &mut this.inner {
             Inner::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Inner::Upstream(body, driver) => {
-                if let Some(d) = driver {
-                    d.drive(cx);
-                }
-                match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Err(e))) => {
-                        *driver = None;
-                        Poll::Ready(Some(Err(Box::new(e) as BoxError)))
-                    }
-                    Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-                    Poll::Ready(None) => {
-                        if let Some(d) = driver.take() {
-                            d.release(cx);
-                        }
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -211,14 +190,14 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Full(b) => b.is_none(),
-            Inner::Upstream(b, _) => b.is_end_stream(),
+            Inner::Upstream(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Inner::Upstream(b, _) => b.size_hint(),
+            Inner::Upstream(b) => b.size_hint(),
         }
     }
 }
@@ -229,11 +208,8 @@ impl Drop for ResponseBody {
             // Never polled to the end: fine for empty bodies (hyper does not
             // poll those), early for others.
             let complete = self.is_end_stream();
-            if let Inner::Upstream(_, driver) = &mut self.inner
-                && let Some(d) = driver.take()
-                && complete
-            {
-                d.release(&mut Context::from_waker(std::task::Waker::noop()));
+            if let Inner::Upstream(body) = &mut self.inner {
+                body.dropped();
             }
             self.finish(complete);
         }

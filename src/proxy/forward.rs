@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -16,8 +16,10 @@ use super::Downstream;
 use super::body::{BoxError, RequestBody};
 use super::error::ProxyError;
 use super::headers;
-use crate::upstream::Lease;
-use crate::upstream::conn::{self, Driver, SendError};
+use crate::upstream::body::UpstreamBody;
+use crate::upstream::conn::{self, SendError};
+use crate::upstream::h1::{self, RawConn};
+use crate::upstream::{Lease, Target};
 
 /// Where and how to send.
 pub struct Outbound<'a> {
@@ -91,99 +93,102 @@ pub fn build(
     Ok((Request::from_parts(parts, body), tripped))
 }
 
-/// Idle time after which a kept-alive connection is treated as possibly
-/// closed by the upstream (see [`send`]). Upstream keep-alive timeouts are
-/// seconds (Node's default is 5 s), never this short.
-const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
-
-/// A copy of a request that is safe to send twice: an idempotent method
-/// (RFC 9110 section 9.2.2) and no body.
-fn replay_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    use http::Method;
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !req.body().is_end_stream() {
-        return None;
-    }
-    let mut copy = Request::new(RequestBody::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    Some(copy)
-}
-
-/// What came back: the response head, and the connection its body arrives
-/// on (`None` for upgrades, whose connection runs on its own).
-pub struct Sent {
-    pub response: Response<Incoming>,
-    pub driver: Option<Driver>,
-}
-
-/// Sends the request to the lease's target. `timeout` runs until the response
+/// Sends the request to the lease's target and returns the response head,
+/// whose body streams off the connection. `timeout` runs until the response
 /// head arrives; connecting has its own `connect_timeout` inside it.
+///
+/// Bodiless requests take the lean client ([`h1`]); requests with a body and
+/// upgrades take hyper's.
 pub async fn send(
     lease: &Lease,
     req: Request<RequestBody>,
     upgrade: bool,
     timeout: Duration,
     connect_timeout: Duration,
-) -> Result<Sent, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let upstream = &lease.pool().name;
     let target = lease.target();
-    let authority = target.authority.as_str();
     let exchange = async {
         if upgrade {
-            let response = conn::send_upgrade(authority, connect_timeout, req).await?;
-            return Ok(Sent {
-                response,
-                driver: None,
-            });
+            let response =
+                conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
+            return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
         }
-        let mut active = conn::checkout(&target.stats.idle, authority, connect_timeout).await?;
-        // A connection idle for a while may be closed by the upstream just as
-        // the request goes out. Keep what is needed to send a bodiless
-        // idempotent request again; busy connections (reused within a
-        // second) are not worth the copy.
-        let replay = match active.idle_for() {
-            Some(idle) if idle >= REPLAY_AFTER_IDLE => replay_copy(&req),
-            _ => None,
-        };
-        let response = match active.send(req).await {
-            Ok(r) => r,
-            Err(mut e) => {
-                let retry = match (e.take_message(), replay) {
-                    // The request never left: it may go anywhere.
-                    (Some(req), _) if active.reused() => Some(req),
-                    (_, Some(copy)) if conn::is_stale_connection(e.error()) => Some(copy),
-                    _ => None,
-                };
-                let Some(req) = retry else {
-                    return Err(SendError::Http(e.into_error()));
-                };
-                tracing::debug!(upstream = %upstream, "kept-alive connection was closed; sending on a new one");
-                active = conn::connect(authority, connect_timeout).await?;
-                active
-                    .send(req)
-                    .await
-                    .map_err(|e| SendError::Http(e.into_error()))?
-            }
-        };
-        Ok(Sent {
-            response,
-            driver: Some(active.into_driver(target.stats.clone())),
-        })
+        if req.body().is_end_stream() {
+            return send_bodiless(target, req, connect_timeout).await;
+        }
+        send_with_body(target, req, connect_timeout).await
     };
     match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(sent)) => Ok(sent),
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(classify(e, upstream)),
         Err(_) => Err(ProxyError::Timeout {
             upstream: upstream.clone(),
             timeout,
         }),
     }
+}
+
+/// Idempotent methods (RFC 9110 section 9.2.2): safe to send twice.
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+async fn send_bodiless(
+    target: &Target,
+    req: Request<RequestBody>,
+    connect_timeout: Duration,
+) -> Result<Response<UpstreamBody>, SendError> {
+    let authority = target.authority.as_str();
+    let mut head = Vec::with_capacity(512);
+    h1::encode_head(&req, &mut head);
+    let head_request = req.method() == Method::HEAD;
+    let (mut raw, reused) = match target.stats.raw_idle.take() {
+        Some(c) => (c, true),
+        None => (RawConn::connect(authority, connect_timeout).await?, false),
+    };
+    let answer = match h1::exchange(&mut raw, &head, head_request).await {
+        Ok(a) => a,
+        // A kept-alive connection the upstream closed as the request went out:
+        // nothing came back, and the request is safe to send again.
+        Err(h1::ExchangeError::Closed(_)) if reused && is_idempotent(req.method()) => {
+            tracing::debug!("kept-alive connection was closed; sending on a new one");
+            raw = RawConn::connect(authority, connect_timeout).await?;
+            h1::exchange(&mut raw, &head, head_request).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (parts, body) = h1::RawBody::new(raw, answer, target.stats.clone());
+    Ok(Response::from_parts(parts, UpstreamBody::Raw(body)))
+}
+
+async fn send_with_body(
+    target: &Target,
+    req: Request<RequestBody>,
+    connect_timeout: Duration,
+) -> Result<Response<UpstreamBody>, SendError> {
+    let authority = target.authority.as_str();
+    let mut active = conn::checkout(&target.stats.idle, authority, connect_timeout).await?;
+    let response = match active.send(req).await {
+        Ok(r) => r,
+        Err(mut e) => match e.take_message() {
+            // The request never left (the kept-alive connection had closed):
+            // it may go on a new connection.
+            Some(req) if active.reused() => {
+                active = conn::connect(authority, connect_timeout).await?;
+                active
+                    .send(req)
+                    .await
+                    .map_err(|e| SendError::Http(e.into_error()))?
+            }
+            _ => return Err(SendError::Http(e.into_error())),
+        },
+    };
+    let driver = active.into_driver(target.stats.clone());
+    Ok(response.map(|b| UpstreamBody::Hyper(b, Some(driver))))
 }
 
 fn classify(e: SendError, upstream: &str) -> ProxyError {
@@ -195,6 +200,10 @@ fn classify(e: SendError, upstream: &str) -> ProxyError {
             source: Box::new(source),
         },
         SendError::Http(source) => ProxyError::Upstream {
+            upstream,
+            source: Box::new(source) as BoxError,
+        },
+        SendError::Exchange(source) => ProxyError::Upstream {
             upstream,
             source: Box::new(source) as BoxError,
         },

@@ -193,11 +193,8 @@ impl Proxy {
             server.connect_timeout,
         )
         .await;
-        let forward::Sent {
-            response: mut resp,
-            driver,
-        } = match sent {
-            Ok(sent) => sent,
+        let mut resp = match sent {
+            Ok(resp) => resp,
             Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
                 return Err(ProxyError::BodyTooLarge {
                     limit: server.max_request_body,
@@ -228,7 +225,7 @@ impl Proxy {
         let body = if switching {
             ResponseBody::empty()
         } else {
-            ResponseBody::upstream(body, driver)
+            ResponseBody::upstream(body)
         };
         Ok(Response::from_parts(parts, body))
     }

@@ -143,6 +143,17 @@ pub enum SendError {
     ConnectTimeout,
     #[error(transparent)]
     Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Exchange(#[from] super::h1::ExchangeError),
+}
+
+impl From<super::h1::ConnectError> for SendError {
+    fn from(e: super::h1::ConnectError) -> Self {
+        match e {
+            super::h1::ConnectError::Refused(e) => SendError::Connect(e),
+            super::h1::ConnectError::TimedOut => SendError::ConnectTimeout,
+        }
+    }
 }
 
 /// A connection in use by one request.

@@ -6,7 +6,9 @@
 //! so a reload that keeps a target keeps its in-flight count, its history and
 //! its kept-alive connections.
 
+pub mod body;
 pub mod conn;
+pub mod h1;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,8 +26,10 @@ pub struct TargetStats {
     in_flight: AtomicUsize,
     /// Requests ever sent.
     requests: AtomicU64,
-    /// Kept-alive connections waiting for the next request.
+    /// Kept-alive hyper connections (requests with bodies) waiting for the next request.
     pub idle: conn::IdleList,
+    /// Kept-alive connections of the lean client (bodiless requests).
+    pub raw_idle: h1::RawIdle,
 }
 
 impl TargetStats {
@@ -58,6 +62,7 @@ impl Registry {
                     in_flight: AtomicUsize::new(0),
                     requests: AtomicU64::new(0),
                     idle: conn::IdleList::default(),
+                    raw_idle: h1::RawIdle::default(),
                 })
             })
             .clone()
@@ -74,6 +79,7 @@ impl Registry {
             .collect();
         for t in targets {
             t.idle.sweep();
+            t.raw_idle.sweep();
         }
     }
 

@@ -1,0 +1,721 @@
+//! A lean HTTP/1.1 client for the common case: a request without a body.
+//!
+//! Most proxied requests are bodiless (GET, HEAD, DELETE). For them the proxy
+//! writes the request head itself and reads the response with httparse,
+//! without hyper's client dispatcher: no channel between request and
+//! connection, no response callback, no body channel. The response body is
+//! read straight off the socket as the client takes it, in the upstream's
+//! framing (content-length, chunked, or until close), and the connection goes
+//! back to its target's idle list as soon as the body has been read in full.
+//!
+//! Requests with a body, and upgrades, go through hyper's client
+//! ([`super::conn`]): writing a body while the answer may already be coming
+//! back is what hyper's connection state machine is for.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, StatusCode, Version, response};
+use http_body::Frame;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::TargetStats;
+use super::conn::{IDLE_TIMEOUT, MAX_IDLE_PER_TARGET};
+
+/// Longest response head accepted from an upstream.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most response header lines accepted from an upstream.
+const MAX_HEADERS: usize = 128;
+/// Read size once a body is streaming: big enough that a 100 MiB body takes
+/// few reads, small enough that a slow client holds little per connection.
+const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer of a fresh or idle connection: a typical response head and
+/// small body in one read.
+const IDLE_BUF: usize = 8 * 1024;
+
+/// A kept-alive connection to one upstream target.
+#[derive(Debug)]
+pub struct RawConn {
+    io: TcpStream,
+    /// Bytes read and not yet used.
+    buf: BytesMut,
+}
+
+impl RawConn {
+    /// Connects, bounded by `timeout`.
+    pub async fn connect(authority: &str, timeout: Duration) -> Result<RawConn, ConnectError> {
+        let io = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ConnectError::Refused(e)),
+            Err(_) => return Err(ConnectError::TimedOut),
+        };
+        let _ = io.set_nodelay(true);
+        Ok(RawConn {
+            io,
+            buf: BytesMut::with_capacity(IDLE_BUF),
+        })
+    }
+
+    /// False when the upstream closed the connection (or sent stray bytes)
+    /// while it sat idle. Costs a system call only when the socket has
+    /// signalled something since the last read.
+    fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if self.io.poll_read_ready(&mut cx).is_pending() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads more bytes into `buf`; `Ok(0)` at end of stream. Goes through
+    /// tokio's `poll_read`, which remembers a short read drained the socket
+    /// and so spares the next read a futile system call.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect failed: {0}")]
+    Refused(#[source] io::Error),
+    #[error("connect timed out")]
+    TimedOut,
+}
+
+/// Why no usable response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Closed or reset before a single byte of an answer: on a kept-alive
+    /// connection, the upstream closing it just as the request went out.
+    #[error("connection closed before any answer")]
+    Closed(#[source] Option<io::Error>),
+    #[error("connection failed while reading the answer: {0}")]
+    Io(#[source] io::Error),
+    #[error("invalid answer: {0}")]
+    Invalid(&'static str),
+}
+
+/// A target's idle raw connections.
+#[derive(Debug, Default)]
+pub struct RawIdle(Mutex<Vec<(RawConn, Instant)>>);
+
+impl RawIdle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(RawConn, Instant)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A connection the upstream has not closed, if one is idle.
+    pub fn take(&self) -> Option<RawConn> {
+        loop {
+            let (conn, since) = self.lock().pop()?;
+            if since.elapsed() < IDLE_TIMEOUT && conn.still_open() {
+                return Some(conn);
+            }
+        }
+    }
+
+    fn put(&self, conn: RawConn) {
+        let mut list = self.lock();
+        if list.len() < MAX_IDLE_PER_TARGET {
+            list.push((conn, Instant::now()));
+        }
+    }
+
+    /// Drops connections idle for longer than [`IDLE_TIMEOUT`].
+    pub fn sweep(&self) {
+        self.lock()
+            .retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Serializes the head of a bodiless request, whose URI carries the path and
+/// query to send (RFC 9112 section 3: origin-form).
+pub fn encode_head(req: &Request<impl Sized>, out: &mut Vec<u8>) {
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Servers may refuse a POST without a length (411); say it is empty.
+    let expects_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
+    if expects_body && !req.headers().contains_key(header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is delimited (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Done,
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+/// A parsed response head.
+pub struct Head {
+    pub parts: response::Parts,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Writes `head` and reads the response head. `head_request` says the
+/// request was a HEAD (whose answer has no body whatever it declares).
+pub async fn exchange(
+    conn: &mut RawConn,
+    head: &[u8],
+    head_request: bool,
+) -> Result<Head, ExchangeError> {
+    if let Err(e) = conn.io.write_all(head).await {
+        return Err(ExchangeError::Closed(Some(e)));
+    }
+    let mut received_any = false;
+    loop {
+        if !conn.buf.is_empty() {
+            received_any = true;
+            if let Some(head) = parse_head(&mut conn.buf, head_request)? {
+                return Ok(head);
+            }
+        }
+        match std::future::poll_fn(|cx| conn.poll_fill(cx)).await {
+            Ok(0) if !received_any => return Err(ExchangeError::Closed(None)),
+            Ok(0) => {
+                return Err(ExchangeError::Invalid(
+                    "connection closed in the middle of the head",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if !received_any => return Err(ExchangeError::Closed(Some(e))),
+            Err(e) => return Err(ExchangeError::Io(e)),
+        }
+    }
+}
+
+/// Parses a complete head off the front of `buf`, skipping interim (1xx)
+/// answers; `None` when more bytes are needed.
+fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(ExchangeError::Invalid("response head over 64 KiB"));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+        };
+        let code = resp.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ExchangeError::Invalid(
+                "upstream switched protocols without being asked",
+            ));
+        }
+        if status.is_informational() {
+            // 100 Continue, 103 Early Hints...: not for this client.
+            buf.advance(len);
+            continue;
+        }
+        let http10 = resp.version == Some(0);
+        let base = buf.as_ptr() as usize;
+        let spans: Vec<(HeaderName, std::ops::Range<usize>)> = resp
+            .headers
+            .iter()
+            .map(|h| {
+                let name = HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
+                let start = h.value.as_ptr() as usize - base;
+                Ok((name, start..start + h.value.len()))
+            })
+            .collect::<Result<_, ExchangeError>>()?;
+        let head_bytes = buf.split_to(len).freeze();
+        let mut map = HeaderMap::with_capacity(spans.len());
+        for (name, span) in spans {
+            let value = HeaderValue::from_maybe_shared(head_bytes.slice(span))
+                .map_err(|_| ExchangeError::Invalid("invalid header value"))?;
+            map.append(name, value);
+        }
+        let (framing, mut keep_alive) = framing(&map, status, head_request)?;
+        keep_alive &= wants_keep_alive(&map, http10);
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = status;
+        parts.version = Version::HTTP_11;
+        parts.headers = map;
+        return Ok(Some(Head {
+            parts,
+            framing,
+            keep_alive,
+        }));
+    }
+}
+
+/// The body's framing, and whether the framing allows reusing the connection.
+fn framing(
+    map: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+) -> Result<(Framing, bool), ExchangeError> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Framing::Done, true));
+    }
+    let te = map.get_all(header::TRANSFER_ENCODING);
+    let has_cl = map.contains_key(header::CONTENT_LENGTH);
+    if te.iter().next().is_some() {
+        if has_cl {
+            // Response splitting or a confused upstream (RFC 9112 section 6.1).
+            return Err(ExchangeError::Invalid(
+                "both transfer-encoding and content-length",
+            ));
+        }
+        let last = te
+            .iter()
+            .next_back()
+            .map(HeaderValue::as_bytes)
+            .unwrap_or(b"");
+        let final_chunked = last
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if final_chunked {
+            (Framing::Chunked(Chunk::START), true)
+        } else {
+            (Framing::UntilClose, false)
+        });
+    }
+    if has_cl {
+        let mut len = None;
+        for v in map.get_all(header::CONTENT_LENGTH) {
+            let n = std::str::from_utf8(v.as_bytes())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(ExchangeError::Invalid("invalid content-length"))?;
+            if len.is_some_and(|l| l != n) {
+                return Err(ExchangeError::Invalid("differing content-lengths"));
+            }
+            len = Some(n);
+        }
+        return Ok(match len {
+            Some(0) | None => (Framing::Done, true),
+            Some(n) => (Framing::Length(n), true),
+        });
+    }
+    Ok((Framing::UntilClose, false))
+}
+
+/// HTTP/1.1 keeps connections unless told `close`; HTTP/1.0 only when told `keep-alive`.
+fn wants_keep_alive(map: &HeaderMap, http10: bool) -> bool {
+    let mut tokens = map
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    if http10 {
+        tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
+    } else {
+        !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
+    }
+}
+
+/// The response body, read off the connection as it is polled. The
+/// connection returns to `home`'s idle list once the body has been read in
+/// full, if the upstream keeps it alive.
+pub struct RawBody {
+    conn: Option<RawConn>,
+    framing: Framing,
+    keep_alive: bool,
+    home: Arc<TargetStats>,
+}
+
+impl RawBody {
+    /// Splits a response into its head and its body, read off `conn`.
+    pub fn new(conn: RawConn, head: Head, home: Arc<TargetStats>) -> (response::Parts, RawBody) {
+        let mut body = RawBody {
+            conn: Some(conn),
+            framing: head.framing,
+            keep_alive: head.keep_alive,
+            home,
+        };
+        if body.framing == Framing::Done {
+            body.release();
+        }
+        (head.parts, body)
+    }
+
+    /// The body is read in full: keep the connection if it can carry another request.
+    fn release(&mut self) {
+        self.framing = Framing::Done;
+        if let Some(mut conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            if conn.buf.capacity() > IDLE_BUF {
+                // Don't keep a streaming-sized buffer on an idle connection.
+                conn.buf = BytesMut::with_capacity(IDLE_BUF);
+            }
+            self.home.raw_idle.put(conn);
+        }
+    }
+
+    pub fn is_end_stream(&self) -> bool {
+        self.framing == Framing::Done
+    }
+
+    pub fn size_hint(&self) -> http_body::SizeHint {
+        match self.framing {
+            Framing::Done => http_body::SizeHint::with_exact(0),
+            Framing::Length(n) => http_body::SizeHint::with_exact(n),
+            Framing::Chunked(_) | Framing::UntilClose => http_body::SizeHint::default(),
+        }
+    }
+
+    pub fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.framing {
+                Framing::Done => {
+                    this.release();
+                    return Poll::Ready(None);
+                }
+                Framing::Length(left) => {
+                    if !conn.buf.is_empty() {
+                        let n = left.min(conn.buf.len() as u64);
+                        let data = conn.buf.split_to(n as usize).freeze();
+                        if n == left {
+                            this.release();
+                        } else {
+                            this.framing = Framing::Length(left - n);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::UntilClose => {
+                    if !conn.buf.is_empty() {
+                        let data = conn.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Framing::Chunked(state) => match decode_chunk(state, &mut conn.buf) {
+                    Ok((next, data)) => {
+                        this.framing = match next {
+                            Some(s) => Framing::Chunked(s),
+                            None => Framing::Done,
+                        };
+                        if let Some(d) = data {
+                            if this.framing == Framing::Done {
+                                this.release();
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(d))));
+                        }
+                        if this.framing == Framing::Done {
+                            continue;
+                        }
+                        if !conn.buf.is_empty() {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                },
+            }
+            // Need more bytes.
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if this.framing == Framing::UntilClose => {
+                    this.keep_alive = false;
+                    this.release();
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(BodyError::Truncated)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(BodyError::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+/// Why a response body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("upstream closed the connection before the body was complete")]
+    Truncated,
+    #[error("upstream connection failed mid-body: {0}")]
+    Io(#[source] io::Error),
+    #[error("invalid chunked body from upstream")]
+    BadChunk,
+}
+
+/// Chunked transfer coding (RFC 9112 section 7.1), one state per position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    Size { value: u64, digits: u8 },
+    Extension { value: u64 },
+    SizeLf { value: u64 },
+    Data { left: u64 },
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf,
+    EndLf,
+}
+
+impl Chunk {
+    const START: Chunk = Chunk::Size {
+        value: 0,
+        digits: 0,
+    };
+}
+
+/// Decodes from the front of `buf`: returns the next state (`None` at the
+/// end of the body) and, when there was some, chunk data. Trailers are read
+/// and dropped.
+fn decode_chunk(
+    mut state: Chunk,
+    buf: &mut BytesMut,
+) -> Result<(Option<Chunk>, Option<Bytes>), BodyError> {
+    while !buf.is_empty() {
+        if let Chunk::Data { left } = state {
+            let n = left.min(buf.len() as u64);
+            let data = buf.split_to(n as usize).freeze();
+            let next = if n == left {
+                Chunk::DataCr
+            } else {
+                Chunk::Data { left: left - n }
+            };
+            return Ok((Some(next), Some(data)));
+        }
+        let b = buf[0];
+        buf.advance(1);
+        state = match (state, b) {
+            (Chunk::Size { value, digits }, _) if b.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err(BodyError::BadChunk);
+                }
+                let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                Chunk::Size {
+                    value: value * 16 + d,
+                    digits: digits + 1,
+                }
+            }
+            (Chunk::Size { value, digits }, b';' | b' ' | b'\t') if digits > 0 => {
+                Chunk::Extension { value }
+            }
+            (Chunk::Size { value, digits }, b'\r') if digits > 0 => Chunk::SizeLf { value },
+            (Chunk::Extension { value }, b'\r') => Chunk::SizeLf { value },
+            (Chunk::Extension { .. }, b'\n') => return Err(BodyError::BadChunk),
+            (Chunk::Extension { value }, _) => Chunk::Extension { value },
+            (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
+            (Chunk::SizeLf { value }, b'\n') => Chunk::Data { left: value },
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::START,
+            (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
+            (Chunk::TrailerLine, b'\r') => Chunk::TrailerLf,
+            (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
+            (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
+            (Chunk::EndLf, b'\n') => return Ok((None, None)),
+            _ => return Err(BodyError::BadChunk),
+        };
+    }
+    Ok((Some(state), None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
+        parse_head(&mut BytesMut::from(raw), head_request)
+    }
+
+    #[test]
+    fn encodes_bodiless_requests() {
+        let req = Request::get("http://u:1/a/b?x=1")
+            .header("host", "shop")
+            .header("x-request-id", "abc")
+            .body(())
+            .unwrap();
+        let mut out = Vec::new();
+        encode_head(&req, &mut out);
+        assert_eq!(
+            out,
+            b"GET /a/b?x=1 HTTP/1.1\r\nhost: shop\r\nx-request-id: abc\r\n\r\n"
+        );
+        let post = Request::post("http://u:1/").body(()).unwrap();
+        out.clear();
+        encode_head(&post, &mut out);
+        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+    }
+
+    #[test]
+    fn framing_follows_rfc9112() {
+        let f = |raw: &str, head_req: bool| {
+            head(raw, head_req)
+                .map(|h| h.map(|h| (h.framing, h.keep_alive)))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
+            Ok(Some((Framing::Length(5), true)))
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
+            Ok(Some((Framing::Done, true)))
+        );
+        assert_eq!(
+            f("HTTP/1.1 204 No Content\r\n\r\n", false),
+            Ok(Some((Framing::Done, true)))
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                false
+            ),
+            Ok(Some((Framing::Chunked(Chunk::START), true)))
+        );
+        assert_eq!(
+            f("HTTP/1.1 200 OK\r\n\r\n", false),
+            Ok(Some((Framing::UntilClose, false)))
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+                false
+            ),
+            Ok(Some((Framing::Length(1), false)))
+        );
+        assert_eq!(
+            f("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false),
+            Ok(Some((Framing::Length(1), false)))
+        );
+        assert_eq!(
+            f(
+                "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
+                false
+            ),
+            Ok(Some((Framing::Length(1), true)))
+        );
+        assert_eq!(f("HTTP/1.1 200 OK\r\ncontent-le", false), Ok(None));
+        for bad in [
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\n",
+            "HTTP/1.1 101 Switching\r\n\r\n",
+            "HELLO\r\n\r\n",
+        ] {
+            assert!(f(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn interim_answers_are_skipped_and_values_kept() {
+        let mut buf = BytesMut::from(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc",
+        );
+        let h = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(h.parts.status, 200);
+        let values: Vec<&str> = h
+            .parts
+            .headers
+            .get_all("x-a")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(&buf[..], b"abc", "the body stays in the buffer");
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        for cut in 0..wire.len() {
+            let mut state = Some(Chunk::START);
+            let mut out = Vec::new();
+            let mut buf = BytesMut::new();
+            for part in [&wire[..cut], &wire[cut..]] {
+                buf.extend_from_slice(part);
+                while let Some(s) = state {
+                    let (next, data) = decode_chunk(s, &mut buf).unwrap();
+                    if let Some(d) = data {
+                        out.extend_from_slice(&d);
+                    }
+                    state = next;
+                    if buf.is_empty() {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(state, None, "cut at {cut}");
+            assert_eq!(out, b"hello world", "cut at {cut}");
+        }
+        for bad in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"5\n",
+            b"12345678901234567\r\n",
+        ] {
+            let mut buf = BytesMut::from(bad);
+            let mut state = Some(Chunk::START);
+            let mut failed = false;
+            while let Some(s) = state {
+                match decode_chunk(s, &mut buf) {
+                    Ok((next, _)) => state = next,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+                if buf.is_empty() {
+                    break;
+                }
+            }
+            assert!(failed, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
