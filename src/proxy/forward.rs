@@ -108,16 +108,22 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let upstream = &lease.pool().name;
     let target = lease.target();
+    // The rarer paths are boxed: a future is as large as its largest state,
+    // and the common path's future is moved around with every request.
     let exchange = async {
         if upgrade {
-            let response =
-                conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
+            let response = Box::pin(conn::send_upgrade(
+                target.authority.as_str(),
+                connect_timeout,
+                req,
+            ))
+            .await?;
             return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
         }
         if req.body().is_end_stream() {
             return send_bodiless(target, req, connect_timeout).await;
         }
-        send_with_body(target, req, connect_timeout).await
+        Box::pin(send_with_body(target, req, connect_timeout)).await
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(response)) => Ok(response),
@@ -148,7 +154,10 @@ async fn send_bodiless(
     let head_request = req.method() == Method::HEAD;
     let (mut raw, reused) = match target.stats.raw_idle.take() {
         Some(c) => (c, true),
-        None => (RawConn::connect(authority, connect_timeout).await?, false),
+        None => (
+            Box::pin(RawConn::connect(authority, connect_timeout)).await?,
+            false,
+        ),
     };
     let answer = match h1::exchange(&mut raw, &head, head_request).await {
         Ok(a) => a,
@@ -156,7 +165,7 @@ async fn send_bodiless(
         // nothing came back, and the request is safe to send again.
         Err(h1::ExchangeError::Closed(_)) if reused && is_idempotent(req.method()) => {
             tracing::debug!("kept-alive connection was closed; sending on a new one");
-            raw = RawConn::connect(authority, connect_timeout).await?;
+            raw = Box::pin(RawConn::connect(authority, connect_timeout)).await?;
             h1::exchange(&mut raw, &head, head_request).await?
         }
         Err(e) => return Err(e.into()),

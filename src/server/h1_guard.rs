@@ -172,9 +172,12 @@ impl H1Guard {
                 conflict: false,
             };
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(buf) {
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) => return HeadResult::Partial,
             Err(_) => return HeadResult::Off,
