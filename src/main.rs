@@ -58,7 +58,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(match cli.log_format {
+    let _log = telemetry::init(match cli.log_format {
         Format::Pretty => LogFormat::Pretty,
         Format::Json => LogFormat::Json,
     });

@@ -1,6 +1,6 @@
 //! Logging set-up: human-readable or one JSON object per line, on stderr,
 //! filtered by `RUST_LOG` (default `info`, which includes the access log under
-//! the target `strangler::access`).
+//! the target `strangler::access`), written off the request path.
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,14 +12,37 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. Later calls are ignored (tests may call it
-/// more than once).
-pub fn init(format: LogFormat) {
+/// Log lines waiting for the writer thread before new ones are dropped. At
+/// the access log's one line per request this absorbs a burst of a few
+/// seconds at tens of thousands of requests a second; dropping beats making
+/// requests wait on a slow terminal or pipe.
+const BUFFERED_LINES: usize = 128 * 1024;
+
+/// Keeps the log writer alive; dropping it flushes what is still buffered.
+/// Hold it until the process exits.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Installs the global subscriber. Lines are formatted on the calling thread
+/// and written by a background thread in batches, so a request never waits
+/// for a write to stderr. Later calls are ignored (tests may call it more
+/// than once).
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(BUFFERED_LINES)
+        .lossy(true)
+        .thread_name("strangler-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Pretty => builder.with_target(true).try_init(),
         LogFormat::Json => builder
             .json()
@@ -27,4 +50,7 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .try_init(),
     };
+    LogGuard {
+        _writer: installed.is_ok().then_some(guard),
+    }
 }
