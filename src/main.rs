@@ -198,3 +198,10 @@ fn run_demo(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
+
+/// mimalloc instead of the system allocator: request handling makes many
+/// small, short-lived allocations, and alternating runs of the keep-alive
+/// benchmark put mimalloc ahead of glibc's allocator, at an idle RSS still
+/// well under the 20 MiB budget (bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

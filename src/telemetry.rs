@@ -12,11 +12,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Log lines waiting for the writer thread before new ones are dropped. At
-/// the access log's one line per request this absorbs a burst of a few
-/// seconds at tens of thousands of requests a second; dropping beats making
-/// requests wait on a slow terminal or pipe.
-const BUFFERED_LINES: usize = 128 * 1024;
+/// Log lines waiting for the writer thread before new ones are dropped: at
+/// the access log's one line per request, a fraction of a second at tens of
+/// thousands of requests a second, which the writer drains in batches.
+/// Dropping lines beats making requests wait on a stalled terminal or pipe;
+/// the queue's slots are allocated up front, so it is kept modest.
+const BUFFERED_LINES: usize = 16 * 1024;
 
 /// Keeps the log writer alive; dropping it flushes what is still buffered.
 /// Hold it until the process exits.

@@ -152,6 +152,10 @@ async fn send_bodiless(
     let mut head = Vec::with_capacity(512);
     h1::encode_head(&req, &mut head);
     let head_request = req.method() == Method::HEAD;
+    let idempotent = is_idempotent(req.method());
+    // Everything the exchange needs is in `head` now; the request itself
+    // would only make this future larger.
+    drop(req);
     let (mut raw, reused) = match target.stats.raw_idle.take() {
         Some(c) => (c, true),
         None => (
@@ -163,7 +167,7 @@ async fn send_bodiless(
         Ok(a) => a,
         // A kept-alive connection the upstream closed as the request went out:
         // nothing came back, and the request is safe to send again.
-        Err(h1::ExchangeError::Closed(_)) if reused && is_idempotent(req.method()) => {
+        Err(h1::ExchangeError::Closed(_)) if reused && idempotent => {
             tracing::debug!("kept-alive connection was closed; sending on a new one");
             raw = Box::pin(RawConn::connect(authority, connect_timeout)).await?;
             h1::exchange(&mut raw, &head, head_request).await?

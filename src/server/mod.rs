@@ -251,9 +251,7 @@ async fn serve_connection(
     let service = service_fn(move |req| {
         let proxy = proxy.clone();
         let down = down.clone();
-        // Boxed: the journey's future is a few KiB, and hyper moves the
-        // service future around; a pointer is cheaper to move.
-        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) })
+        async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) }
     });
     let served = if h2 {
         drive(builders.h2.serve_connection(io, service), &mut stop).await
