@@ -229,25 +229,36 @@ impl H1Guard {
 /// CONNECT: a request without a body, whose framing needs no parse. The
 /// common GET takes this path; anything else gets the full parse.
 fn plain_head_len(buf: &[u8]) -> Option<usize> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = &buf[..end];
-    let line_end = head.iter().position(|&b| b == b'\r')?;
-    let version = head[..line_end].get(line_end.checked_sub(9)?..)?;
-    if !(version == b" HTTP/1.1" || version == b" HTTP/1.0") || head.starts_with(b"CONNECT ") {
+    // One pass over the lines: the request line first, then headers until
+    // the empty line that ends the head.
+    let first_end = memchr::memchr(b'\n', buf)?;
+    let request_line = buf[..first_end].strip_suffix(b"\r")?;
+    let version = request_line.get(request_line.len().checked_sub(9)?..)?;
+    if !(version == b" HTTP/1.1" || version == b" HTTP/1.0")
+        || request_line.starts_with(b"CONNECT ")
+    {
         return None;
     }
-    let mut lines = head.split(|&b| b == b'\n').skip(1);
-    let framing = lines.any(|line| {
+    let mut pos = first_end + 1;
+    loop {
+        let end = pos + memchr::memchr(b'\n', &buf[pos..])?;
+        let line = buf[pos..end].strip_suffix(b"\r")?;
+        if line.is_empty() {
+            return Some(end + 1);
+        }
         let starts =
             |name: &[u8]| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name);
-        match line.first() {
-            Some(b'c' | b'C') => starts(b"content-length"),
-            Some(b't' | b'T') => starts(b"transfer-encoding"),
-            Some(b'u' | b'U') => starts(b"upgrade"),
+        let framing = match line[0] {
+            b'c' | b'C' => starts(b"content-length"),
+            b't' | b'T' => starts(b"transfer-encoding"),
+            b'u' | b'U' => starts(b"upgrade"),
             _ => false,
+        };
+        if framing {
+            return None;
         }
-    });
-    (!framing).then_some(end)
+        pos = end + 1;
+    }
 }
 
 enum HeadResult {
@@ -393,6 +404,44 @@ mod tests {
         );
         let huge = vec![b'a'; MAX_HEAD + 10];
         assert!(feed_all(&[b"GET /", &huge]).1.is_off());
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_parse() {
+        let heads: [&[u8]; 9] = [
+            b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
+            b"GET /x?y HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\nhost: a\n\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\ncookie: a\r\nconnection: close\r\n\r\nGET /next HTTP/1.1\r\n",
+        ];
+        for head in heads {
+            let fast = plain_head_len(head);
+            let mut slots = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 16];
+            let mut req = httparse::Request::new(&mut []);
+            let full = httparse::ParserConfig::default()
+                .parse_request_with_uninit_headers(&mut req, head, &mut slots);
+            if let Some(len) = fast {
+                // Taken only for complete HTTP/1.x heads without framing headers.
+                assert_eq!(full, Ok(httparse::Status::Complete(len)), "{head:?}");
+                assert!(req.headers.iter().all(|h| {
+                    !h.name.eq_ignore_ascii_case("content-length")
+                        && !h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && !h.name.eq_ignore_ascii_case("upgrade")
+                }));
+            }
+        }
+        assert_eq!(plain_head_len(heads[0]), Some(heads[0].len()));
+        assert_eq!(plain_head_len(heads[2]), None);
+        assert_eq!(
+            plain_head_len(heads[6]),
+            None,
+            "bare LF goes to the full parse"
+        );
     }
 
     #[test]
