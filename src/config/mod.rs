@@ -6,6 +6,7 @@
 
 mod parse;
 mod reader;
+mod route;
 pub mod source;
 pub mod units;
 
