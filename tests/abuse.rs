@@ -11,6 +11,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use support::raw::{
+    RawResponse, exchange, parse_responses, read_response, read_until_closed, send_raw,
+};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,147 +21,6 @@ use tokio::time::{Instant, timeout};
 
 /// Safety net for anything that should happen "soon".
 const WAIT: Duration = Duration::from_secs(5);
-
-/// What came back on a connection.
-struct Reply {
-    bytes: Vec<u8>,
-    /// The proxy closed the connection (EOF or reset) within [`WAIT`].
-    closed: bool,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-
-    fn responses(&self) -> Vec<Resp> {
-        responses(&self.bytes)
-    }
-}
-
-/// Reads until the peer closes the connection or [`WAIT`] passes.
-async fn read_until_closed(s: &mut TcpStream) -> Reply {
-    let deadline = Instant::now() + WAIT;
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => {
-                return Reply {
-                    bytes,
-                    closed: false,
-                };
-            }
-            Ok(Ok(0)) => {
-                return Reply {
-                    bytes,
-                    closed: true,
-                };
-            }
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-            // A reset is a close too (the proxy may drop unread bytes).
-            Ok(Err(_)) => {
-                return Reply {
-                    bytes,
-                    closed: true,
-                };
-            }
-        }
-    }
-}
-
-/// Sends `request` on a fresh connection and reads until the proxy closes it.
-async fn attack(addr: SocketAddr, request: &[u8]) -> Reply {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
-    read_until_closed(&mut s).await
-}
-
-/// One HTTP/1.x response parsed out of a raw byte stream.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Every complete response in `data`, framed by content-length, chunked
-/// encoding, or (neither) the end of the stream.
-fn responses(mut data: &[u8]) -> Vec<Resp> {
-    let mut out = Vec::new();
-    while data.starts_with(b"HTTP/1.") {
-        let Some(end) = find(data, b"\r\n\r\n") else {
-            break;
-        };
-        let head = String::from_utf8_lossy(&data[..end]).into_owned();
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut resp = Resp {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        let rest = &data[end + 4..];
-        if let Some(len) = resp.header("content-length") {
-            let len: usize = len.parse().unwrap_or(0).min(rest.len());
-            resp.body = rest[..len].to_vec();
-            data = &rest[len..];
-        } else if resp
-            .header("transfer-encoding")
-            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-        {
-            let mut r = rest;
-            loop {
-                let Some(eol) = find(r, b"\r\n") else {
-                    r = &[];
-                    break;
-                };
-                let size_text = String::from_utf8_lossy(&r[..eol]);
-                let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-                    .unwrap_or(0);
-                r = &r[eol + 2..];
-                if size == 0 {
-                    r = find(r, b"\r\n").map_or(&[][..], |i| &r[i + 2..]);
-                    break;
-                }
-                let n = size.min(r.len());
-                resp.body.extend_from_slice(&r[..n]);
-                r = r.get(n + 2..).unwrap_or(&[]);
-            }
-            data = r;
-        } else {
-            resp.body = rest.to_vec();
-            data = &[];
-        }
-        out.push(resp);
-    }
-    out
-}
 
 /// A proxy with one test backend as the default, and `server` settings.
 async fn proxy_with(server: &str) -> (Server, TestProxy) {
@@ -175,7 +37,7 @@ async fn expect_refused(cases: &[(impl std::fmt::Display, String)], allowed: &[u
     let mut failures = Vec::new();
     for (name, request) in cases {
         let before = b.requests();
-        let reply = attack(proxy.addr, request.as_bytes()).await;
+        let reply = send_raw(proxy.addr, request.as_bytes(), WAIT).await;
         let status = reply.responses().first().map(|r| r.status);
         let forwarded = b.requests() - before;
         if !status.is_some_and(|s| allowed.contains(&s)) || !reply.closed || forwarded != 0 {
@@ -371,7 +233,7 @@ async fn a_smuggling_request_after_a_valid_one_is_refused_on_the_same_connection
         // The first request carries a body too, so the guard has to follow it.
         let request =
             format!("POST /first HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody{smuggler}");
-        let reply = attack(proxy.addr, request.as_bytes()).await;
+        let reply = send_raw(proxy.addr, request.as_bytes(), WAIT).await;
         let rs = reply.responses();
         let forwarded = b.requests() - before;
         let first_ok = rs.first().is_some_and(|r| {
@@ -398,7 +260,7 @@ async fn an_incomplete_request_head_is_cut_off_by_header_read_timeout() {
     let (b, proxy) = proxy_with("header_read_timeout = \"300ms\"").await;
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-    let reply = read_until_closed(&mut s).await;
+    let reply = read_until_closed(&mut s, WAIT).await;
     assert!(
         reply.closed,
         "connection still open after {WAIT:?}: {:?}",
@@ -415,7 +277,7 @@ async fn an_incomplete_request_head_is_cut_off_by_header_read_timeout() {
 
     // Not even a byte: the timeout runs from accept.
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    let reply = read_until_closed(&mut s).await;
+    let reply = read_until_closed(&mut s, WAIT).await;
     assert!(reply.closed, "a silent connection stays open");
 }
 
@@ -453,42 +315,17 @@ async fn a_slowloris_is_cut_off_once_header_read_timeout_passes() {
         "a client trickling a byte every 100 ms was still connected after {WAIT:?} ({sent} bytes sent)"
     );
     let out = timeout(WAIT, reader).await.expect("reader").unwrap();
-    let statuses: Vec<u16> = responses(&out).iter().map(|r| r.status).collect();
+    let statuses: Vec<u16> = parse_responses(&out).iter().map(|r| r.status).collect();
     assert!(statuses.is_empty() || statuses == [408], "{statuses:?}");
     assert_eq!(b.requests(), 0);
 }
 
 /// One keep-alive GET on an open connection; returns the parsed response.
-async fn keep_alive_get(s: &mut TcpStream, path: &str) -> Resp {
+async fn keep_alive_get(s: &mut TcpStream, path: &str) -> RawResponse {
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
         .await
         .expect("write");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    timeout(WAIT, async {
-        loop {
-            if let Some(r) = complete_response(&buf) {
-                return r;
-            }
-            let n = s.read(&mut chunk).await.expect("read");
-            assert!(
-                n > 0,
-                "connection closed before a full response: {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .expect("no response in time")
-}
-
-/// The response in `buf` once it is complete (content-length framed).
-fn complete_response(buf: &[u8]) -> Option<Resp> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let r = responses(buf).into_iter().next()?;
-    let len: usize = r.header("content-length")?.parse().ok()?;
-    (buf.len() >= end + 4 + len).then_some(r)
+    read_response(s, false).await
 }
 
 #[tokio::test]
@@ -497,7 +334,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let r = keep_alive_get(&mut s, "/one").await;
     assert_eq!(r.status, 200);
-    let reply = read_until_closed(&mut s).await;
+    let reply = read_until_closed(&mut s, WAIT).await;
     assert!(
         reply.closed,
         "idle connection still open after {WAIT:?}: {:?}",
@@ -537,7 +374,7 @@ async fn max_connections_bounds_open_connections() {
 
     // The third is closed at once, without a response.
     let mut c3 = TcpStream::connect(proxy.addr).await.unwrap();
-    let reply = read_until_closed(&mut c3).await;
+    let reply = read_until_closed(&mut c3, WAIT).await;
     assert!(reply.closed, "a third connection was kept open");
     assert!(reply.bytes.is_empty(), "{:?}", reply.text());
     assert_eq!(b.requests(), 2);
@@ -550,9 +387,10 @@ async fn max_connections_bounds_open_connections() {
     drop(c1);
     let deadline = Instant::now() + WAIT;
     loop {
-        let reply = attack(
+        let reply = send_raw(
             proxy.addr,
             b"GET /c4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            WAIT,
         )
         .await;
         if let Some(r) = reply.responses().first() {
@@ -570,17 +408,12 @@ async fn max_connections_bounds_open_connections() {
 }
 
 /// GET `path` on a fresh connection (closing it afterwards).
-async fn get_raw(addr: SocketAddr, path: &str) -> Resp {
-    let reply = attack(
+async fn get_raw(addr: SocketAddr, path: &str) -> RawResponse {
+    exchange(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
     )
-    .await;
-    reply
-        .responses()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("{path}: no response: {:?}", reply.text()))
+    .await
 }
 
 fn paths_config(legacy: &Server, svc: &Server, server: &str) -> String {
@@ -664,9 +497,10 @@ async fn control_characters_and_invalid_escapes_are_refused() {
         "/a/%zz", "/a/%", "/a/%4", "/a/%G1", "/a/b%", "/a/\x01", "/a/\x7f", "/a/b\tc", "/a/%2",
         "/a/%%41",
     ] {
-        let reply = attack(
+        let reply = send_raw(
             proxy.addr,
             format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            WAIT,
         )
         .await;
         let status = reply.responses().first().map(|r| r.status);

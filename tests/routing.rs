@@ -6,6 +6,7 @@ mod support;
 
 use http::Request;
 use http_body_util::Full;
+use support::raw::{raw, raw_status};
 use support::*;
 
 async fn three_backends() -> (Server, Server, Server) {

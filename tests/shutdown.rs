@@ -6,154 +6,21 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use support::process::{ProxyProcess, WAIT};
+use support::raw::read_response;
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
-/// Safety net for anything that should happen "soon".
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A config file under the temp dir, removed on drop.
-struct TempConfig {
-    path: PathBuf,
-}
-
-impl TempConfig {
-    fn new(text: &str) -> TempConfig {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "strangler-shutdown-{}-{}.toml",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::write(&path, text).expect("write temp config");
-        TempConfig { path }
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The proxy binary running as a child, its JSON log lines read as they come.
-struct Child {
-    child: tokio::process::Child,
-    log: mpsc::UnboundedReceiver<String>,
-    seen: Vec<String>,
-    addr: SocketAddr,
-    _config: TempConfig,
-}
-
-impl Child {
-    /// Runs `strangler run` with `server` settings in front of `b` and waits
-    /// until it listens.
-    async fn start(b: &Server, server: &str) -> Child {
-        let config = TempConfig::new(&format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n{}",
-            default_to(&b.url())
-        ));
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_strangler"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config.path)
-            .args(["--log-format", "json"])
-            .env("RUST_LOG", "info")
-            .env_remove("STRANGLER_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn strangler");
-        let (tx, log) = mpsc::unbounded_channel();
-        let stderr = child.stderr.take().unwrap();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut c = Child {
-            child,
-            log,
-            seen: Vec::new(),
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            _config: config,
-        };
-        let line = c.log_line(|v| v["message"] == "listening").await;
-        c.addr = line["addr"].as_str().unwrap().parse().unwrap();
-        c
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn transcript(&self) -> String {
-        self.seen.join("\n")
-    }
-
-    /// Waits for a log object matching `pred`.
-    async fn log_line(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let fut = async {
-            while let Some(l) = self.log.recv().await {
-                self.seen.push(l.clone());
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&l)
-                    && pred(&v)
-                {
-                    return Some(v);
-                }
-            }
-            None
-        };
-        match timeout(WAIT, fut).await {
-            Ok(Some(v)) => v,
-            Ok(None) => panic!("log ended first:\n{}", self.transcript()),
-            Err(_) => panic!("no such log line in {WAIT:?}:\n{}", self.transcript()),
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("child still running");
-        let ok = Command::new("kill")
-            .args([format!("-{sig}"), pid.to_string()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{sig} {pid} failed");
-    }
-
-    /// Waits (up to [`WAIT`]) for the child to exit.
-    async fn exit(&mut self) -> ExitStatus {
-        match timeout(WAIT, self.child.wait()).await {
-            Ok(s) => s.expect("wait"),
-            Err(_) => {
-                while let Ok(l) = self.log.try_recv() {
-                    self.seen.push(l);
-                }
-                panic!(
-                    "strangler did not exit within {WAIT:?}:\n{}",
-                    self.transcript()
-                )
-            }
-        }
-    }
-
-    fn still_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
+/// The proxy binary as a child with `server` settings in front of `b`,
+/// listening.
+async fn start_in_front_of(b: &Server, server: &str) -> ProxyProcess {
+    ProxyProcess::start(&format!("{server}\n{}", default_to(&b.url()))).await
 }
 
 /// Waits until `b` has received `n` requests (the request is in flight).
@@ -208,7 +75,7 @@ async fn new_connection_unanswered(addr: SocketAddr) -> Result<(), String> {
 #[tokio::test]
 async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
     let b = backend("backend").await;
-    let mut p = Child::start(&b, "drain_timeout = \"20s\"").await;
+    let mut p = start_in_front_of(&b, "drain_timeout = \"20s\"").await;
     // Long enough that the proxy is certainly still draining while we look.
     let slow = get_in_background(p.url("/delay/3000"));
     until_received(&b, 1).await;
@@ -221,7 +88,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
             .is_some_and(|m| m.starts_with("shutting down"))
     })
     .await;
-    let late = new_connection_unanswered(p.addr).await;
+    let late = new_connection_unanswered(p.addr()).await;
     assert!(
         p.still_running(),
         "the proxy exited with a request in flight:\n{}",
@@ -246,7 +113,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
 #[tokio::test]
 async fn drain_timeout_bounds_the_wait_for_requests_in_flight() {
     let b = backend("backend").await;
-    let mut p = Child::start(&b, "drain_timeout = \"500ms\"").await;
+    let mut p = start_in_front_of(&b, "drain_timeout = \"500ms\"").await;
     // Far longer than drain_timeout and than the exit safety net.
     let slow = get_in_background(p.url("/delay/60000"));
     until_received(&b, 1).await;
@@ -266,46 +133,17 @@ async fn drain_timeout_bounds_the_wait_for_requests_in_flight() {
     );
 }
 
-/// Reads one content-length framed response from `s`.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    timeout(WAIT, async {
-        loop {
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (n, v) = l.split_once(':')?;
-                        n.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .expect("content-length");
-                if buf.len() >= end + 4 + len {
-                    return text;
-                }
-            }
-            let n = s.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "closed early: {text:?}");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .expect("no response")
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed_on_sigterm() {
     let b = backend("backend").await;
     // Long drain and idle timeouts: only the shutdown may close the connection.
-    let mut p = Child::start(&b, "drain_timeout = \"60s\"\nidle_timeout = \"60s\"").await;
-    let mut idle = TcpStream::connect(p.addr).await.unwrap();
+    let mut p = start_in_front_of(&b, "drain_timeout = \"60s\"\nidle_timeout = \"60s\"").await;
+    let mut idle = TcpStream::connect(p.addr()).await.unwrap();
     idle.write_all(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
-    let first = read_response(&mut idle).await;
-    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let first = read_response(&mut idle, false).await;
+    assert!(first.head.starts_with("HTTP/1.1 200"), "{first:?}");
 
     p.signal("TERM");
     let status = p.exit().await;
@@ -324,7 +162,7 @@ async fn idle_keep_alive_connections_are_closed_on_sigterm() {
 #[tokio::test]
 async fn sigint_shuts_down_like_sigterm() {
     let b = backend("backend").await;
-    let mut p = Child::start(&b, "").await;
+    let mut p = start_in_front_of(&b, "").await;
     let a = get(&p.url("/before")).await;
     assert_eq!(a.status, 200);
     p.signal("INT");

@@ -6,22 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use support::raw::read_head;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Reads one request head from `s` (the tests send no bodies).
-async fn read_head(s: &mut TcpStream) -> bool {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut byte).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&byte[..n]),
-        }
-    }
-    true
-}
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_while_idle_is_replaced() {

@@ -9,14 +9,8 @@ use std::time::Duration;
 
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use support::raw::answers_with;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// The backend's byte pattern: byte i is i % 251.
-fn pattern_ok(data: &[u8]) -> bool {
-    data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8)
-}
 
 #[tokio::test]
 async fn chunked_answers_stream_through_and_keep_the_connection() {
@@ -26,7 +20,7 @@ async fn chunked_answers_stream_through_and_keep_the_connection() {
         let a = get(&proxy.url(&format!("/chunked/{n}"))).await;
         assert_eq!(a.status, 200);
         assert_eq!(a.body.len(), n, "/chunked/{n}");
-        assert!(pattern_ok(&a.body), "/chunked/{n} bytes differ");
+        assert!(is_pattern(&a.body, 0), "/chunked/{n} bytes differ");
     }
     assert_eq!(
         b.connections(),
@@ -42,27 +36,9 @@ async fn content_length_answers_of_any_size() {
     for n in [0usize, 1, 8191, 8192, 8193, 65_536, 1 << 20] {
         let a = get(&proxy.url(&format!("/bytes/{n}"))).await;
         assert_eq!(a.body.len(), n, "/bytes/{n}");
-        assert!(pattern_ok(&a.body), "/bytes/{n} bytes differ");
+        assert!(is_pattern(&a.body, 0), "/bytes/{n} bytes differ");
     }
     assert_eq!(b.connections(), 1);
-}
-
-/// A raw upstream that reads one request head per connection and answers with `answer`.
-async fn answers_with(answer: &'static [u8]) -> Server {
-    legacy_stub::spawn_raw(move |mut s: TcpStream| async move {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let _ = s.write_all(answer).await;
-        // Then hang up (closing is what delimits an until-close body).
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test]

@@ -1,10 +1,15 @@
 //! Shared helpers for the integration tests: a proxy started in-process on
-//! 127.0.0.1:0 from a TOML snippet, legacy-stub backends, and small HTTP
-//! clients (hyper for well-formed requests, raw TCP for malformed ones).
+//! 127.0.0.1:0 from a TOML snippet, legacy-stub backends, small HTTP clients
+//! (hyper here for well-formed requests; [`raw`] for exact bytes on the wire
+//! and hand-written upstreams), and the test backend's byte pattern.
+//! [`process`] runs the real binary as a child.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 pub use legacy_stub::{Kind, Server};
@@ -31,6 +34,7 @@ pub struct TestProxy {
 }
 
 impl TestProxy {
+    /// `http://ADDR{path}` on the proxy's listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -63,6 +67,8 @@ pub async fn start(toml: &str) -> TestProxy {
     start_config(config(toml)).await
 }
 
+/// Starts the proxy with an already parsed `config`, listening on
+/// 127.0.0.1:0 whatever `listen` says.
 pub async fn start_config(mut config: Config) -> TestProxy {
     config.server.listen = vec![SocketAddr::from(([127, 0, 0, 1], 0))];
     let bound = strangler::run::Bound::new(config).await.expect("bind");
@@ -126,20 +132,24 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+/// `body` parsed as JSON; panics with the body when it is not.
+pub fn json_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
 impl Answer {
+    /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        json_body(&self.body)
     }
 
+    /// The body as (lossy) UTF-8.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The header `name`, when present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -170,20 +180,27 @@ pub async fn get(url: &str) -> Answer {
     send(&h1(), Request::get(url).body(Full::default()).unwrap()).await
 }
 
-/// Writes `bytes` on a fresh connection and reads until the peer closes or
-/// `wait` passes; returns what came back.
-pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("write");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+/// Bytes a pattern body is compared against in one go.
+const PATTERN_BLOCK: usize = 64 * 1024;
+
+/// `251 + PATTERN_BLOCK` bytes of the test backend's pattern (byte i is
+/// i % 251), so any block at any pattern offset is one slice of it.
+fn pattern() -> &'static [u8] {
+    static P: OnceLock<Vec<u8>> = OnceLock::new();
+    P.get_or_init(|| (0..251 + PATTERN_BLOCK).map(|i| (i % 251) as u8).collect())
 }
 
-/// The status code of the first response in a raw answer.
-pub fn raw_status(answer: &str) -> Option<u16> {
-    answer
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok())
+/// Whether `data`, found at `offset` of a body from the test backend's
+/// `/bytes/{n}` or `/chunked/{n}`, is that body's pattern (byte i is i % 251).
+pub fn is_pattern(data: &[u8], offset: u64) -> bool {
+    let pat = pattern();
+    let mut off = offset;
+    for piece in data.chunks(PATTERN_BLOCK) {
+        let start = (off % 251) as usize;
+        if piece != &pat[start..start + piece.len()] {
+            return false;
+        }
+        off += piece.len() as u64;
+    }
+    true
 }
