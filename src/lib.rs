@@ -17,11 +17,14 @@
 //!   reload swaps snapshots whole.
 //! - [`run`] binds listeners and serves until a signal, then drains;
 //!   [`admin`] is the operators' listener.
+//! - [`chunked`] follows the chunked transfer coding for both the smuggling
+//!   guard and the upstream client.
 //! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
 //!   bundled monolith and services; [`telemetry`] sets up logging.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod chunked;
 pub mod config;
 pub mod demo;
 pub mod path;

@@ -15,36 +15,12 @@
 //! refuse anyway, an upgrade, HTTP/2), it switches itself off rather than guess:
 //! it must never mistake body bytes for a head.
 
+use crate::chunked::{self, Chunk};
+
 /// Longest head the guard follows; hyper answers 431 beyond the same limit.
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines the guard parses; beyond it hyper refuses the request.
 const MAX_HEADERS: usize = 128;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Reading the hex size; `digits` guards against overflow.
-    Size {
-        value: u64,
-        digits: u8,
-    },
-    /// After `;` or whitespace, up to CR.
-    Extension {
-        value: u64,
-    },
-    SizeLf {
-        value: u64,
-    },
-    Data {
-        left: u64,
-    },
-    DataCr,
-    DataLf,
-    /// At the start of a trailer line (or the final empty line).
-    TrailerStart,
-    TrailerLine,
-    TrailerLf,
-    EndLf,
-}
 
 #[derive(Debug)]
 enum State {
@@ -145,19 +121,20 @@ impl H1Guard {
                         self.state = State::Head(Vec::new());
                     }
                 }
-                State::Chunked(c) => {
-                    let (used, next) = step_chunk(*c, data);
-                    if used == 0 {
+                State::Chunked(c) => match chunked::step(*c, data) {
+                    Ok(st) => {
+                        data = &data[st.used..];
+                        self.state = match st.next {
+                            Some(c) => State::Chunked(c),
+                            None => State::Head(Vec::new()),
+                        };
+                    }
+                    Err(_) => {
                         // Malformed: hyper refuses it too; stop following.
                         self.state = State::Off;
                         return found;
                     }
-                    data = &data[used..];
-                    self.state = match next {
-                        Some(c) => State::Chunked(c),
-                        None => State::Head(Vec::new()),
-                    };
-                }
+                },
             }
         }
         found
@@ -211,10 +188,7 @@ impl H1Guard {
             State::Off
         } else {
             match (te_final_chunked, content_length) {
-                (Some(true), _) => State::Chunked(Chunk::Size {
-                    value: 0,
-                    digits: 0,
-                }),
+                (Some(true), _) => State::Chunked(Chunk::START),
                 (Some(false), _) | (None, Some(None)) => State::Off,
                 (None, Some(Some(0))) | (None, None) => State::Head(Vec::new()),
                 (None, Some(Some(n))) => State::Body { left: n },
@@ -265,65 +239,6 @@ enum HeadResult {
     Partial,
     Off,
     Done { len: usize, conflict: bool },
-}
-
-/// Advances the chunked-body state machine over `data`. Returns bytes used and
-/// the next state, `None` when the message ended. Using 0 bytes means the input
-/// is malformed.
-fn step_chunk(mut c: Chunk, data: &[u8]) -> (usize, Option<Chunk>) {
-    let mut i = 0;
-    while i < data.len() {
-        let b = data[i];
-        c = match c {
-            Chunk::Data { left } => {
-                let n = left.min((data.len() - i) as u64) as usize;
-                i += n;
-                if left - n as u64 == 0 {
-                    Chunk::DataCr
-                } else {
-                    Chunk::Data {
-                        left: left - n as u64,
-                    }
-                }
-            }
-            other => {
-                i += 1;
-                match (other, b) {
-                    (Chunk::Size { value, digits }, _) if b.is_ascii_hexdigit() => {
-                        if digits >= 16 {
-                            return (0, None);
-                        }
-                        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        Chunk::Size {
-                            value: value * 16 + d,
-                            digits: digits + 1,
-                        }
-                    }
-                    (Chunk::Size { value, digits }, b';' | b' ' | b'\t') if digits > 0 => {
-                        Chunk::Extension { value }
-                    }
-                    (Chunk::Size { value, digits }, b'\r') if digits > 0 => Chunk::SizeLf { value },
-                    (Chunk::Extension { value }, b'\r') => Chunk::SizeLf { value },
-                    (Chunk::Extension { .. }, b'\n') => return (0, None),
-                    (Chunk::Extension { value }, _) => Chunk::Extension { value },
-                    (Chunk::SizeLf { value: 0 }, b'\n') => Chunk::TrailerStart,
-                    (Chunk::SizeLf { value }, b'\n') => Chunk::Data { left: value },
-                    (Chunk::DataCr, b'\r') => Chunk::DataLf,
-                    (Chunk::DataLf, b'\n') => Chunk::Size {
-                        value: 0,
-                        digits: 0,
-                    },
-                    (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
-                    (Chunk::TrailerLine, b'\r') => Chunk::TrailerLf,
-                    (Chunk::TrailerStart | Chunk::TrailerLine, _) => Chunk::TrailerLine,
-                    (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
-                    (Chunk::EndLf, b'\n') => return (i, None),
-                    _ => return (0, None),
-                }
-            }
-        };
-    }
-    (i, Some(c))
 }
 
 #[cfg(test)]
