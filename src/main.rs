@@ -133,8 +133,9 @@ fn run_proxy(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime(config.server.workers)?;
     rt.block_on(async {
+        let signals = run::ShutdownSignals::install().context("cannot listen for signals")?;
         let bound = run::Bound::new(config).await?;
-        bound.serve(run::shutdown_signal()).await;
+        bound.serve(signals.first()).await;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
@@ -188,10 +189,11 @@ fn run_demo(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime(config.server.workers)?;
     rt.block_on(async {
+        let signals = run::ShutdownSignals::install().context("cannot listen for signals")?;
         let demo = demo::start(config).await?;
         println!("{}", demo.banner(&name));
         let demo::Demo { services, proxy } = demo;
-        proxy.serve(run::shutdown_signal()).await;
+        proxy.serve(signals.first()).await;
         for (_, s) in services {
             s.shutdown().await;
         }

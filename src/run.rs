@@ -73,35 +73,58 @@ impl Bound {
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT (Ctrl-C). A second one exits at once.
-pub async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("signal received: draining (send it again to exit now)");
-    tokio::spawn(async {
-        wait_for_signal().await;
-        tracing::warn!("second signal: exiting without draining");
-        std::process::exit(130);
-    });
+/// SIGTERM and SIGINT, listened for from the moment this is built.
+///
+/// Built before the listeners are bound and "listening" is logged: a signal
+/// that arrives between the two must start a drain, not hit the default
+/// action and kill the process mid-request.
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+impl ShutdownSignals {
+    /// Installs the handlers. Must run inside a tokio runtime.
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(ShutdownSignals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+
+    /// Resolves on the first signal. A second one exits at once, without
+    /// draining (status 130, as a shell reports an interrupted program).
+    pub async fn first(mut self) {
+        self.next().await;
+        tracing::info!("signal received: draining (send it again to exit now)");
+        tokio::spawn(async move {
+            self.next().await;
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(130);
+        });
     }
 }

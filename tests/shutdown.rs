@@ -169,3 +169,22 @@ async fn sigint_shuts_down_like_sigterm() {
     let status = p.exit().await;
     assert_eq!(status.code(), Some(0), "{}", p.transcript());
 }
+
+/// A signal sent the moment "listening" is logged must drain, not kill: the
+/// handlers are installed before the proxy announces itself. Several
+/// proxies at once, because the window this guards was a scheduling race.
+#[tokio::test]
+async fn a_signal_right_after_listening_drains_cleanly() {
+    let b = backend("backend").await;
+    let mut procs = Vec::new();
+    for _ in 0..6 {
+        procs.push(start_in_front_of(&b, "").await);
+    }
+    for (i, p) in procs.iter().enumerate() {
+        p.signal(if i % 2 == 0 { "INT" } else { "TERM" });
+    }
+    for mut p in procs {
+        let status = p.exit().await;
+        assert_eq!(status.code(), Some(0), "{}", p.transcript());
+    }
+}
