@@ -135,9 +135,92 @@ pub struct Route {
     pub path_map: PathMap,
     /// Overrides `server.request_timeout`.
     pub timeout: Option<Duration>,
+    /// Part of the traffic moved to another upstream (SPEC 2.2).
+    pub shift: Option<Shift>,
+    /// Where a failed request is replayed (SPEC 2.3): index into [`Config::upstreams`].
+    pub fallback: Option<usize>,
+    /// The answers that count as failures for `fallback`; default 502, 503, 504.
+    pub fallback_on: Vec<u16>,
     /// Where the route starts in the file (1-based line), for messages.
     pub line: usize,
 }
+
+/// `shift = { to, percent, sticky, force_header, ramp }` on a route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shift {
+    /// Index into [`Config::upstreams`]: the new side.
+    pub to: usize,
+    /// The file's share for `to`, in hundredths of a percent (0..=10000), the
+    /// same unit as the sticky buckets.
+    pub basis_points: u16,
+    pub sticky: Option<Sticky>,
+    /// A request carrying this header with one side's upstream name goes there.
+    pub force_header: Option<http::HeaderName>,
+    pub ramp: Option<Ramp>,
+}
+
+/// What identifies a user for sticky shifting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sticky {
+    Cookie(String),
+    Header(http::HeaderName),
+    Query(String),
+    Ip,
+}
+
+impl std::fmt::Display for Sticky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sticky::Cookie(n) => write!(f, "cookie:{n}"),
+            Sticky::Header(n) => write!(f, "header:{n}"),
+            Sticky::Query(n) => write!(f, "query:{n}"),
+            Sticky::Ip => f.write_str("ip"),
+        }
+    }
+}
+
+/// `ramp = { step, every, max_error_rate, max_latency_ratio, min_requests,
+/// max_mismatch_rate }`: the automatic raise of a shift, and when to stop it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ramp {
+    /// Added to the share at each step, in hundredths of a percent (> 0).
+    pub step_basis_points: u16,
+    pub every: Duration,
+    /// Highest share of 5xx answers and failures on the new side.
+    pub max_error_rate: f64,
+    /// Highest new-side p99 as a multiple of the old side's.
+    pub max_latency_ratio: f64,
+    /// Fewer new-side requests in a window: no step (and no verdict).
+    pub min_requests: u64,
+    /// Highest shadow mismatch rate, when the route shadows to the same service.
+    pub max_mismatch_rate: f64,
+}
+
+impl std::default::Default for Ramp {
+    fn default() -> Self {
+        Ramp {
+            step_basis_points: 1000,
+            every: Duration::from_secs(600),
+            max_error_rate: 0.01,
+            max_latency_ratio: 2.0,
+            min_requests: 100,
+            max_mismatch_rate: 0.02,
+        }
+    }
+}
+
+/// Hundredths of a percent as the percent an operator writes: `1050` → `"10.5"`.
+pub fn percent_text(basis_points: u16) -> String {
+    let whole = basis_points / 100;
+    match basis_points % 100 {
+        0 => whole.to_string(),
+        frac if frac % 10 == 0 => format!("{whole}.{}", frac / 10),
+        frac => format!("{whole}.{frac:02}"),
+    }
+}
+
+/// `fallback_on` when the file does not say.
+pub const DEFAULT_FALLBACK_ON: [u16; 3] = [502, 503, 504];
 
 impl Config {
     /// Reads and validates a config file.

@@ -369,8 +369,12 @@ fn warnings(
         ));
     }
     for (i, u) in upstreams.iter().enumerate() {
-        let used =
-            default.is_some_and(|d| d.upstream == i) || routes.iter().any(|r| r.upstream == i);
+        let used = default.is_some_and(|d| d.upstream == i)
+            || routes.iter().any(|r| {
+                r.upstream == i
+                    || r.fallback == Some(i)
+                    || r.shift.as_ref().is_some_and(|s| s.to == i)
+            });
         if !used {
             let span = doc
                 .get_ref()
@@ -382,6 +386,17 @@ fn warnings(
                 span..span,
                 format!("upstream \"{}\" is not used by any route", u.name),
             )));
+        }
+    }
+    for r in routes {
+        if r.fallback == Some(r.upstream) && r.shift.is_none() {
+            out.push(at_line(
+                r.line,
+                format!(
+                    "route \"{}\": `fallback` is the route's own upstream, so a failure is replayed where it failed",
+                    r.name
+                ),
+            ));
         }
     }
     if routes.is_empty() && default.is_none() {

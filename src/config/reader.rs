@@ -125,6 +125,33 @@ impl<'a, 'i> TableReader<'a, 'i> {
         }
     }
 
+    /// A number (whole or decimal) within `min..=max`. Rates and ratios are
+    /// written either way (`1`, `0.5`), so both are accepted.
+    pub fn number(&mut self, key: &'static str, min: f64, max: f64) -> Option<Spanned<f64>> {
+        let v = self.value(key)?;
+        let n = if let Some(i) = v.get_ref().as_integer() {
+            let digits = i.as_str().replace('_', "");
+            i64::from_str_radix(&digits, i.radix())
+                .ok()
+                .map(|n| n as f64)
+        } else if let Some(f) = v.get_ref().as_float() {
+            f.as_str().replace('_', "").parse::<f64>().ok()
+        } else {
+            self.type_error(key, v, "a number");
+            return None;
+        };
+        match n {
+            Some(n) if n.is_finite() && (min..=max).contains(&n) => Some(Spanned::new(v.span(), n)),
+            _ => {
+                self.diags.error(
+                    v.span(),
+                    format!("{}: `{key}` must be between {min} and {max}", self.what),
+                );
+                None
+            }
+        }
+    }
+
     /// A duration string such as `"250ms"`, `"2s"`, `"5m"`; zero is refused
     /// because every duration here is a timeout or an interval.
     pub fn duration(&mut self, key: &'static str) -> Option<Duration> {

@@ -7,22 +7,15 @@ use std::ops::Range;
 use http::{HeaderName, HeaderValue, Method};
 use toml::de::DeTable;
 
-use super::Route;
 use super::parse::{not_yet, upstream_ref};
 use super::reader::{Diags, SpannedStr, TableReader};
 use super::source::SourceFile;
+use super::{DEFAULT_FALLBACK_ON, Ramp, Route, Shift, Sticky};
 use crate::router::{Conditions, HostMatch, PathMap, Pattern};
 
 /// Route keys SPEC defines whose features this build does not have yet. They
 /// are refused, not ignored, so nobody believes a ramp or a shadow is running.
-const ROUTE_NOT_YET: &[&str] = &[
-    "shift",
-    "shadow",
-    "fallback",
-    "fallback_on",
-    "compose",
-    "async",
-];
+const ROUTE_NOT_YET: &[&str] = &["shadow", "compose", "async"];
 
 /// Reads one `[[routes]]` table (the `index`-th, at `span`); `None` when it
 /// has errors, which are recorded in `diags`. Also returns the span to blame
@@ -146,6 +139,26 @@ pub(super) fn parse_route(
         (None, _, _) => None,
     };
     let timeout = r.duration("timeout");
+    let shift = r
+        .table("shift")
+        .map(|(t, span)| parse_shift(t, span, upstream, names, &what, diags));
+    let fallback = r
+        .string("fallback")
+        .map(|s| upstream_ref(&s, &what, names, diags));
+    let fallback_on = r.value("fallback_on").map(|v| (v.span(), ()));
+    let fallback_on = match fallback_on {
+        None => Some(DEFAULT_FALLBACK_ON.to_vec()),
+        Some((fo_span, ())) => {
+            let codes = statuses(t, &what, diags);
+            if fallback.is_none() {
+                diags.error(
+                    fo_span,
+                    format!("{what}: `fallback_on` needs `fallback = \"UPSTREAM\"` to replay on"),
+                );
+            }
+            codes
+        }
+    };
     not_yet(&mut r, ROUTE_NOT_YET);
     r.finish();
 
@@ -168,10 +181,218 @@ pub(super) fn parse_route(
         upstream: upstream?,
         path_map: path_map?,
         timeout,
+        shift: match shift {
+            Some(s) => Some(s?),
+            None => None,
+        },
+        fallback: match fallback {
+            Some(f) => Some(f?),
+            None => None,
+        },
+        fallback_on: fallback_on?,
         line: src.location(span.start).0,
         pattern,
     };
     Some((route, name_span))
+}
+
+/// `shift = { ... }`; `own` is the route's `upstream`, which `to` must differ from.
+fn parse_shift(
+    t: &DeTable<'_>,
+    span: Range<usize>,
+    own: Option<usize>,
+    names: &[&str],
+    what: &str,
+    diags: &Diags,
+) -> Option<Shift> {
+    let what = format!("{what}: shift");
+    let mut r = TableReader::new(t, what.clone(), diags);
+    let to = match r.string("to") {
+        Some(s) => {
+            let to = upstream_ref(&s, &what, names, diags);
+            if to.is_some() && to == own {
+                diags.error(
+                    s.span(),
+                    format!(
+                        "{what}: `to` = \"{}\" is the route's own upstream; shift moves traffic to a different one",
+                        s.get_ref()
+                    ),
+                );
+                return None;
+            }
+            to
+        }
+        None => {
+            diags.error(
+                span.clone(),
+                format!("{what}: `to` is missing (the upstream that takes the shifted share)"),
+            );
+            None
+        }
+    };
+    let percent = match r.number("percent", 0.0, 100.0) {
+        Some(p) => basis_points(&p, "percent", &what, diags),
+        None if t.get("percent").is_none() => {
+            diags.error(
+                span.clone(),
+                format!("{what}: `percent` is missing (0 to 100)"),
+            );
+            None
+        }
+        None => None,
+    };
+    let sticky = r.string("sticky").map(|s| sticky(&s, &what, diags));
+    let force_header = r.string("force_header").map(|h| {
+        HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
+            diags.error(
+                h.span(),
+                format!(
+                    "{what}: `force_header` \"{}\" is not a header name",
+                    h.get_ref()
+                ),
+            )
+        })
+    });
+    let ramp = r
+        .table("ramp")
+        .map(|(t, _)| parse_ramp(t, &format!("{what}.ramp"), diags));
+    r.finish();
+    Some(Shift {
+        to: to?,
+        basis_points: percent?,
+        sticky: sticky.transpose().ok()?,
+        force_header: force_header.transpose().ok()?,
+        ramp: ramp.transpose().ok()?,
+    })
+}
+
+fn parse_ramp(t: &DeTable<'_>, what: &str, diags: &Diags) -> Result<Ramp, ()> {
+    let mut r = TableReader::new(t, what, diags);
+    let d = Ramp::default();
+    let mut ok = true;
+    let step = match r.number("step", 0.0, 100.0) {
+        Some(s) if *s.get_ref() == 0.0 => {
+            diags.error(
+                s.span(),
+                format!("{what}: `step` must be more than 0 (a ramp that never moves is no ramp)"),
+            );
+            None
+        }
+        Some(s) => basis_points(&s, "step", what, diags),
+        None => t.get("step").is_none().then_some(d.step_basis_points),
+    };
+    let every = r.duration("every");
+    ok &= t.get("every").is_none() || every.is_some();
+    let error_rate = r.number("max_error_rate", 0.0, 1.0);
+    ok &= t.get("max_error_rate").is_none() || error_rate.is_some();
+    let ratio = r.number("max_latency_ratio", 0.0, 1e6);
+    if let Some(v) = &ratio
+        && *v.get_ref() <= 0.0
+    {
+        diags.error(
+            v.span(),
+            format!("{what}: `max_latency_ratio` must be more than 0"),
+        );
+        ok = false;
+    }
+    ok &= t.get("max_latency_ratio").is_none() || ratio.is_some();
+    let min_requests = r.uint("min_requests", u64::MAX >> 1);
+    ok &= t.get("min_requests").is_none() || min_requests.is_some();
+    let mismatch = r.number("max_mismatch_rate", 0.0, 1.0);
+    ok &= t.get("max_mismatch_rate").is_none() || mismatch.is_some();
+    r.finish();
+    match (step, ok) {
+        (Some(step), true) => Ok(Ramp {
+            step_basis_points: step,
+            every: every.unwrap_or(d.every),
+            max_error_rate: error_rate.map_or(d.max_error_rate, |v| *v.get_ref()),
+            max_latency_ratio: ratio.map_or(d.max_latency_ratio, |v| *v.get_ref()),
+            min_requests: min_requests.map_or(d.min_requests, |v| *v.get_ref()),
+            max_mismatch_rate: mismatch.map_or(d.max_mismatch_rate, |v| *v.get_ref()),
+        }),
+        _ => Err(()),
+    }
+}
+
+/// A percentage as hundredths of a percent; finer than that is refused, since
+/// users fall into 10,000 buckets.
+fn basis_points(p: &toml::Spanned<f64>, key: &str, what: &str, diags: &Diags) -> Option<u16> {
+    let scaled = p.get_ref() * 100.0;
+    if (scaled - scaled.round()).abs() > 1e-6 {
+        diags.error(
+            p.span(),
+            format!("{what}: `{key}` has more than two decimals (the finest share is 0.01%)"),
+        );
+        return None;
+    }
+    Some(scaled.round() as u16)
+}
+
+fn sticky(s: &SpannedStr, what: &str, diags: &Diags) -> Result<Sticky, ()> {
+    let text = s.get_ref().as_str();
+    let bad = |msg: String| {
+        diags.error(s.span(), format!("{what}: `sticky` = \"{text}\": {msg}"));
+        Err(())
+    };
+    if text == "ip" {
+        return Ok(Sticky::Ip);
+    }
+    let Some((kind, name)) = text.split_once(':') else {
+        return bad("expected cookie:NAME, header:NAME, query:NAME or ip".into());
+    };
+    if name.is_empty() {
+        return bad(format!("the {kind} name is missing"));
+    }
+    match kind {
+        "cookie" => Ok(Sticky::Cookie(name.to_owned())),
+        "query" => Ok(Sticky::Query(name.to_owned())),
+        "header" => match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => Ok(Sticky::Header(h)),
+            Err(_) => bad(format!("\"{name}\" is not a header name")),
+        },
+        other => bad(format!(
+            "unknown kind \"{other}\" (known: cookie, header, query, ip)"
+        )),
+    }
+}
+
+/// `fallback_on = [404, 502, ...]`: HTTP statuses that count as failures.
+fn statuses(t: &DeTable<'_>, what: &str, diags: &Diags) -> Option<Vec<u16>> {
+    let v = t.get("fallback_on")?;
+    let Some(items) = v.get_ref().as_array() else {
+        diags.error(
+            v.span(),
+            format!("{what}: `fallback_on` must be a list of statuses, e.g. [404, 502, 503, 504]"),
+        );
+        return None;
+    };
+    if items.is_empty() {
+        diags.error(
+            v.span(),
+            format!("{what}: `fallback_on` is empty; leave it out for the default [502, 503, 504]"),
+        );
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for item in items.iter() {
+        let code = item
+            .get_ref()
+            .as_integer()
+            .and_then(|i| i.as_str().parse::<u16>().ok())
+            .filter(|c| (400..=599).contains(c));
+        match code {
+            Some(c) => out.push(c),
+            None => {
+                diags.error(
+                    item.span(),
+                    format!("{what}: `fallback_on` entries must be error statuses from 400 to 599"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 fn pattern_or_error(

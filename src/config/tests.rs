@@ -192,8 +192,8 @@ fn bad_patterns_and_rewrites() {
         ("path = \"/a\"\nhost = \"a b\"", "is not a host name"),
         ("path = \"/a\"\ntimeout = \"soon\"", "is not a duration"),
         (
-            "path = \"/a\"\nshift = { to = \"u\", percent = 5 }",
-            "`shift` is not supported by this version of strangler yet",
+            "path = \"/a\"\nshadow = { to = \"u\", percent = 5 }",
+            "`shadow` is not supported by this version of strangler yet",
         ),
     ];
     for (body, want) in cases {
@@ -277,4 +277,156 @@ upstream = "a"
             "strangler.toml:10:1: route \"api-gets\" is unreachable: route \"all-api\" (line 6) has the same pattern and takes every request it would",
         ]
     );
+}
+
+/// A route on `legacy` with `body` added; `new` is a second upstream.
+fn shifted(body: &str) -> String {
+    format!(
+        "[upstreams.legacy]\ntargets = [\"http://127.0.0.1:1\"]\n[upstreams.new]\ntargets = [\"http://127.0.0.1:2\"]\n[[routes]]\nname = \"r\"\nprefix = \"/a\"\nupstream = \"legacy\"\n{body}\n"
+    )
+}
+
+#[test]
+fn shift_and_ramp_are_read() {
+    let c = parse(&shifted(
+        "shift = { to = \"new\", percent = 12.5, sticky = \"cookie:session\", force_header = \"x-side\", ramp = { step = 5, every = \"30s\", max_error_rate = 0.05, min_requests = 20 } }",
+    ))
+    .unwrap();
+    let s = c.routes[0].shift.as_ref().unwrap();
+    assert_eq!(s.to, 1);
+    assert_eq!(s.basis_points, 1250);
+    assert_eq!(s.sticky, Some(Sticky::Cookie("session".into())));
+    assert_eq!(s.force_header.as_ref().map(|h| h.as_str()), Some("x-side"));
+    let ramp = s.ramp.as_ref().unwrap();
+    assert_eq!(ramp.step_basis_points, 500);
+    assert_eq!(ramp.every, Duration::from_secs(30));
+    assert_eq!(ramp.max_error_rate, 0.05);
+    assert_eq!(ramp.max_latency_ratio, 2.0, "the default");
+    assert_eq!(ramp.min_requests, 20);
+    assert_eq!(ramp.max_mismatch_rate, 0.02, "the default");
+
+    for (text, want) in [
+        ("ip", Sticky::Ip),
+        (
+            "header:x-user",
+            Sticky::Header(http::HeaderName::from_static("x-user")),
+        ),
+        ("query:uid", Sticky::Query("uid".into())),
+    ] {
+        let c = parse(&shifted(&format!(
+            "shift = {{ to = \"new\", percent = 1, sticky = \"{text}\" }}"
+        )))
+        .unwrap();
+        assert_eq!(c.routes[0].shift.as_ref().unwrap().sticky, Some(want));
+        assert_eq!(want_text(&c), text);
+    }
+    fn want_text(c: &Config) -> String {
+        c.routes[0]
+            .shift
+            .as_ref()
+            .unwrap()
+            .sticky
+            .as_ref()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[test]
+fn fallback_is_read_with_its_default_statuses() {
+    let c = parse(&shifted("fallback = \"new\"")).unwrap();
+    assert_eq!(c.routes[0].fallback, Some(1));
+    assert_eq!(c.routes[0].fallback_on, DEFAULT_FALLBACK_ON);
+    let c = parse(&shifted("fallback = \"new\"\nfallback_on = [404, 501]")).unwrap();
+    assert_eq!(c.routes[0].fallback_on, [404, 501]);
+}
+
+#[test]
+fn bad_shifts_and_fallbacks() {
+    let cases = [
+        (
+            "shift = { to = \"new\", percent = 101 }",
+            "`percent` must be between 0 and 100",
+        ),
+        (
+            "shift = { to = \"new\", percent = -1 }",
+            "`percent` must be between 0 and 100",
+        ),
+        (
+            "shift = { to = \"new\", percent = 1.005 }",
+            "more than two decimals",
+        ),
+        ("shift = { to = \"new\" }", "`percent` is missing"),
+        ("shift = { percent = 5 }", "`to` is missing"),
+        (
+            "shift = { to = \"legacy\", percent = 5 }",
+            "is the route's own upstream",
+        ),
+        (
+            "shift = { to = \"nwe\", percent = 5 }",
+            "unknown upstream \"nwe\" (did you mean \"new\"? known: legacy, new)",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, sticky = \"session:id\" }",
+            "unknown kind \"session\" (known: cookie, header, query, ip)",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, sticky = \"cookie:\" }",
+            "the cookie name is missing",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, sticky = \"user\" }",
+            "expected cookie:NAME, header:NAME, query:NAME or ip",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, ramp = { step = 0 } }",
+            "`step` must be more than 0",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, ramp = { stpe = 5 } }",
+            "unknown key `stpe` (did you mean `step`?",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, ramp = { max_error_rate = 2 } }",
+            "`max_error_rate` must be between 0 and 1",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, ramp = { max_latency_ratio = 0 } }",
+            "`max_latency_ratio` must be more than 0",
+        ),
+        (
+            "shift = { to = \"new\", percent = 5, ramp = { every = \"0s\" } }",
+            "`every` must be longer than 0",
+        ),
+        (
+            "shift = { to = \"new\", percent = \"5%\" }",
+            "`percent` must be a number",
+        ),
+        ("fallback = \"nope\"", "unknown upstream \"nope\""),
+        ("fallback_on = [404]", "`fallback_on` needs `fallback"),
+        (
+            "fallback = \"new\"\nfallback_on = [200]",
+            "error statuses from 400 to 599",
+        ),
+        (
+            "fallback = \"new\"\nfallback_on = []",
+            "`fallback_on` is empty",
+        ),
+    ];
+    for (body, want) in cases {
+        let errs = errors(&shifted(body));
+        assert!(
+            errs.iter().any(|e| e.contains(want)),
+            "{body}: wanted {want:?} in {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn percent_text_reads_back() {
+    assert_eq!(percent_text(0), "0");
+    assert_eq!(percent_text(1000), "10");
+    assert_eq!(percent_text(1050), "10.5");
+    assert_eq!(percent_text(1), "0.01");
+    assert_eq!(percent_text(10000), "100");
 }
