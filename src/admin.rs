@@ -17,9 +17,15 @@ use tokio::sync::watch;
 use crate::proxy::Proxy;
 use crate::proxy::body::ResponseBody;
 use crate::proxy::error::problem;
+use crate::reload::Reloader;
 
 /// Serves admin requests until `stop` turns true.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    _reloader: Option<Arc<Reloader>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

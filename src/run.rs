@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::admin;
 use crate::config::Config;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::server;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,8 @@ pub enum RunError {
 /// lets callers (tests, `demo`) learn the bound addresses first.
 pub struct Bound {
     pub proxy: Arc<Proxy>,
+    /// Re-reads the config file; `None` when the config did not come from a file.
+    pub reloader: Option<Arc<Reloader>>,
     listeners: Vec<TcpListener>,
     admin: Option<TcpListener>,
 }
@@ -35,8 +38,12 @@ impl Bound {
             Some(addr) => Some(server::bind(&[addr]).await?.remove(0)),
             None => None,
         };
+        let path = config.path.clone();
+        let proxy = Proxy::new(config);
+        let reloader = path.map(|p| Arc::new(Reloader::new(p, proxy.clone())));
         Ok(Bound {
-            proxy: Proxy::new(config),
+            proxy,
+            reloader,
             listeners,
             admin,
         })
@@ -65,7 +72,12 @@ impl Bound {
             if let Ok(addr) = l.local_addr() {
                 tracing::info!(%addr, "admin listening");
             }
-            tokio::spawn(admin::serve(l, self.proxy.clone(), admin_stopped));
+            tokio::spawn(admin::serve(
+                l,
+                self.proxy.clone(),
+                self.reloader.clone(),
+                admin_stopped,
+            ));
         }
         server::serve(self.listeners, self.proxy, shutdown).await;
         let _ = stop_admin.send(true);

@@ -1,5 +1,5 @@
-//! The compiled, immutable form of a config that requests run on: the router
-//! and the upstream pools. A reload builds a new snapshot and swaps it in
+//! The compiled, immutable form of a config that requests run on: the router,
+//! the upstream pools and, per route, the runtime state a shift steers by. A reload builds a new snapshot and swaps it in
 //! whole; a request keeps the snapshot it started with until its response is
 //! done.
 
@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::router::Router;
+use crate::shift::state::{ShiftState, ShiftStates};
 use crate::upstream::{Pool, Registry};
 
 pub struct Snapshot {
@@ -14,12 +15,15 @@ pub struct Snapshot {
     pub router: Router,
     /// Same order as `config.upstreams`.
     pub pools: Vec<Arc<Pool>>,
+    /// Same order as `config.routes`: the shift state of each route that shifts.
+    pub shifts: Vec<Option<Arc<ShiftState>>>,
 }
 
 impl Snapshot {
     /// Compiles `config`. Targets the registry already knows keep their
-    /// counters and idle connections.
-    pub fn build(config: Config, registry: &Registry) -> Snapshot {
+    /// counters and idle connections; kept shifted routes keep their share
+    /// and ramp.
+    pub fn build(config: Config, registry: &Registry, shifts: &ShiftStates) -> Snapshot {
         let router = Router::new(
             config
                 .routes
@@ -31,10 +35,12 @@ impl Snapshot {
             .iter()
             .map(|u| Arc::new(Pool::new(u, registry)))
             .collect();
+        let shifts = shifts.sync(&config);
         Snapshot {
             config,
             router,
             pools,
+            shifts,
         }
     }
 }

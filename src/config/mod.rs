@@ -25,6 +25,9 @@ pub use source::{ConfigError, Located, SourceFile};
 pub struct Config {
     /// The file name as given, for messages.
     pub file: String,
+    /// The file it was read from, when it was: reloads re-read it, and the
+    /// ramp keeps its position next to it. `None` for text parsed in memory.
+    pub path: Option<std::path::PathBuf>,
     pub server: Server,
     /// In file order; routes refer to them by index.
     pub upstreams: Vec<Upstream>,
@@ -226,7 +229,9 @@ impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let src = SourceFile::read(path)?;
-        Config::parse(&src)
+        let mut config = Config::parse(&src)?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Validates config text; `src.name()` is used in messages.

@@ -69,6 +69,7 @@ pub(super) fn parse(src: &SourceFile) -> Result<Config, ConfigError> {
     let warnings = warnings(src, &doc, &upstreams, default.as_ref(), &routes);
     Ok(Config {
         file: src.name().to_owned(),
+        path: None,
         server,
         upstreams,
         default,

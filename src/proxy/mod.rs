@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::path;
 use crate::router::RequestInfo;
 use crate::server::conn::ConnShared;
+use crate::shift::state::ShiftStates;
 use crate::snapshot::Snapshot;
 use crate::upstream::{Lease, Registry};
 use body::{OnComplete, ResponseBody};
@@ -41,6 +42,8 @@ pub use error::ProxyError;
 pub struct Proxy {
     snapshot: ArcSwap<Snapshot>,
     registry: Registry,
+    /// Shares and ramps of shifted routes, by route name.
+    pub shifts: ShiftStates,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -57,10 +60,12 @@ pub struct Downstream {
 impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
         let registry = Registry::default();
-        let snapshot = Snapshot::build(config, &registry);
+        let shifts = ShiftStates::default();
+        let snapshot = Snapshot::build(config, &registry, &shifts);
         let proxy = Arc::new(Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
+            shifts,
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
@@ -76,7 +81,7 @@ impl Proxy {
     /// Compiles `config` and makes it the one new requests run on. Requests in
     /// flight keep the snapshot they started with.
     pub fn install(&self, config: Config) {
-        let next = Arc::new(Snapshot::build(config, &self.registry));
+        let next = Arc::new(Snapshot::build(config, &self.registry, &self.shifts));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
     }
