@@ -92,6 +92,22 @@ impl ShiftState {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Resumes a stopped ramp (`POST /admin/routes/{name}/ramp/resume`): it
+    /// steps on from the share in force (0 after a breach) at the next
+    /// interval. Says why not when there is nothing to resume.
+    pub fn resume(&self) -> Result<(), ResumeError> {
+        let mut c = self.control();
+        match c.status {
+            RampStatus::Stopped { .. } => {
+                c.status = RampStatus::Running;
+                Ok(())
+            }
+            RampStatus::Off => Err(ResumeError::NoRamp),
+            RampStatus::Running => Err(ResumeError::NotStopped("running")),
+            RampStatus::Done => Err(ResumeError::NotStopped("done")),
+        }
+    }
+
     /// Applies a reload's `shift` to a kept route: a changed `percent` wins
     /// over the ramp's position; a changed ramp resumes a stopped one.
     fn reconfigure(&self, file_basis_points: u16, ramp: Option<Ramp>) {
@@ -122,6 +138,15 @@ fn initial_status(ramp: Option<&Ramp>, basis_points: u16) -> RampStatus {
         Some(_) if basis_points >= super::BUCKETS => RampStatus::Done,
         Some(_) => RampStatus::Running,
     }
+}
+
+/// Why a ramp cannot be resumed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResumeError {
+    #[error("the route's shift has no ramp")]
+    NoRamp,
+    #[error("the ramp is not stopped (it is {0})")]
+    NotStopped(&'static str),
 }
 
 /// Every shifted route's state, by route name. Outlives snapshots.
