@@ -27,6 +27,7 @@ pub mod admin;
 pub mod chunked;
 pub mod config;
 pub mod demo;
+pub mod fallback;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -1,6 +1,7 @@
 //! The body types the journey moves: what goes upstream ([`RequestBody`]) and
-//! what goes back to the client ([`ResponseBody`]). Both stream; neither holds
-//! a body in memory.
+//! what goes back to the client ([`ResponseBody`]). Both stream; the only
+//! bytes held are a replayable request body for `fallback` (at most
+//! [`crate::fallback::REPLAY_LIMIT`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// the journey answers 413 instead of 502.
 #[derive(Debug)]
 pub struct RequestBody {
+    /// Bytes already read from the client, sent before the rest of `inner`.
+    held: Option<Bytes>,
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
@@ -40,6 +43,7 @@ pub struct BodyTooLarge {
 impl RequestBody {
     pub fn empty() -> Self {
         RequestBody {
+            held: None,
             inner: None,
             limit: u64::MAX,
             seen: 0,
@@ -50,9 +54,38 @@ impl RequestBody {
     /// Streams `inner`; when `tripped` is given, the limit is enforced while streaming.
     pub fn streaming(inner: Incoming, limit: u64, tripped: Option<Arc<AtomicBool>>) -> Self {
         RequestBody {
+            held: None,
             inner: Some(inner),
             limit,
             seen: 0,
+            tripped,
+        }
+    }
+
+    /// A body read in full already (a replayable fallback body).
+    pub fn full(bytes: Bytes) -> Self {
+        RequestBody {
+            held: (!bytes.is_empty()).then_some(bytes),
+            inner: None,
+            limit: u64::MAX,
+            seen: 0,
+            tripped: None,
+        }
+    }
+
+    /// `held`, already read from the client, then the rest of `inner`,
+    /// counted against `limit` from the first held byte.
+    pub fn resumed(
+        held: Bytes,
+        inner: Incoming,
+        limit: u64,
+        tripped: Option<Arc<AtomicBool>>,
+    ) -> Self {
+        RequestBody {
+            seen: held.len() as u64,
+            held: Some(held),
+            inner: Some(inner),
+            limit,
             tripped,
         }
     }
@@ -67,6 +100,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(held) = this.held.take() {
+            return Poll::Ready(Some(Ok(Frame::data(held))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -91,13 +127,21 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.held.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        let held = self.held.as_ref().map_or(0, |b| b.len() as u64);
+        let rest = self
+            .inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
+        let mut hint = SizeHint::new();
+        hint.set_lower(held + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(held + upper);
+        }
+        hint
     }
 }
 

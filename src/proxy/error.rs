@@ -38,6 +38,8 @@ pub enum ProxyError {
     ConnectTimeout { upstream: String },
     #[error("upstream \"{upstream}\" did not answer within {}", humanize(*.timeout))]
     Timeout { upstream: String, timeout: Duration },
+    #[error("the request body could not be read from the client")]
+    ClientBody(#[source] BoxError),
     #[error("upstream \"{upstream}\" failed to answer")]
     Upstream {
         upstream: String,
@@ -60,6 +62,7 @@ impl ProxyError {
         match self {
             ProxyError::Smuggling(_) => (StatusCode::BAD_REQUEST, "bad-framing"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ProxyError::ClientBody(_) => (StatusCode::BAD_REQUEST, "bad-request-body"),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad-path"),
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
             ProxyError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),

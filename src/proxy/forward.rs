@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body as _;
@@ -30,17 +31,46 @@ pub struct Outbound<'a> {
     pub client_host: Option<HeaderValue>,
     pub request_id: &'a HeaderValue,
     pub upgrade: bool,
-    pub max_body: u64,
 }
 
-/// Turns the client's request into the upstream's. Also returns the flag the
-/// body sets if it passes `max_body` while streaming.
+/// The client's body as it goes upstream, and the flag it sets if it passes
+/// `max_body` while streaming (only a body without `content-length` can).
+pub fn client_body(
+    parts: &Parts,
+    body: Incoming,
+    max_body: u64,
+) -> (RequestBody, Option<Arc<AtomicBool>>) {
+    if body.is_end_stream() {
+        (RequestBody::empty(), None)
+    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        // hyper holds the body to its declared length, checked against the limit on accept.
+        (RequestBody::streaming(body, max_body, None), None)
+    } else {
+        let flag = Arc::new(AtomicBool::new(false));
+        (
+            RequestBody::streaming(body, max_body, Some(flag.clone())),
+            Some(flag),
+        )
+    }
+}
+
+/// A copy of the client's request head, for a second attempt.
+pub fn copy_head(parts: &Parts) -> Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+/// Turns the client's request head and body into the upstream's request.
 pub fn build(
-    req: Request<Incoming>,
+    mut parts: Parts,
+    body: RequestBody,
     out: Outbound<'_>,
     down: &Downstream,
-) -> Result<(Request<RequestBody>, Option<Arc<AtomicBool>>), ProxyError> {
-    let (mut parts, body) = req.into_parts();
+) -> Result<Request<RequestBody>, ProxyError> {
     let target = out.lease.target();
 
     let pq = match parts.uri.query() {
@@ -77,20 +107,7 @@ pub fn build(
     parts
         .headers
         .insert(headers::X_REQUEST_ID, out.request_id.clone());
-
-    let (body, tripped) = if body.is_end_stream() {
-        (RequestBody::empty(), None)
-    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
-        // hyper holds the body to its declared length, checked against the limit on accept.
-        (RequestBody::streaming(body, out.max_body, None), None)
-    } else {
-        let flag = Arc::new(AtomicBool::new(false));
-        (
-            RequestBody::streaming(body, out.max_body, Some(flag.clone())),
-            Some(flag),
-        )
-    };
-    Ok((Request::from_parts(parts, body), tripped))
+    Ok(Request::from_parts(parts, body))
 }
 
 /// Sends the request to the lease's target and returns the response head,
@@ -135,14 +152,6 @@ pub async fn send(
     }
 }
 
-/// Idempotent methods (RFC 9110 section 9.2.2): safe to send twice.
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
 async fn send_bodiless(
     target: &Target,
     req: Request<RequestBody>,
@@ -152,7 +161,7 @@ async fn send_bodiless(
     let mut head = Vec::with_capacity(512);
     h1::encode_head(&req, &mut head);
     let head_request = req.method() == Method::HEAD;
-    let idempotent = is_idempotent(req.method());
+    let idempotent = crate::fallback::is_idempotent(req.method());
     // Everything the exchange needs is in `head` now; the request itself
     // would only make this future larger.
     drop(req);

@@ -28,12 +28,16 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::fallback;
 use crate::path;
 use crate::router::RequestInfo;
 use crate::server::conn::ConnShared;
-use crate::shift::state::ShiftStates;
+use crate::shift::state::{ShiftState, ShiftStates};
+use crate::shift::{self, Side};
 use crate::snapshot::Snapshot;
+use crate::upstream::body::UpstreamBody;
 use crate::upstream::{Lease, Registry};
+use body::RequestBody;
 use body::{OnComplete, ResponseBody};
 pub use error::ProxyError;
 
@@ -103,6 +107,7 @@ impl Proxy {
             uri: req.uri().clone(),
             route: None,
             upstream: None,
+            fell_back_from: None,
             status: 0,
             problem: None,
             lease: None,
@@ -152,61 +157,71 @@ impl Proxy {
             host: client_host.as_ref().and_then(|h| h.to_str().ok()),
             headers: req.headers(),
         };
-        let (upstream, upstream_path, timeout) = match snap.router.find(&info) {
+        let (route, upstream, upstream_path, timeout) = match snap.router.find(&info) {
             Some(m) => {
                 let route = &snap.config.routes[m.route];
                 log.route = Some(m.route);
                 (
+                    Some(m.route),
                     route.upstream,
                     route.path_map.apply(&path, &m.captures),
                     route.timeout.unwrap_or(server.request_timeout),
                 )
             }
             None => match &snap.config.default {
-                Some(d) => (d.upstream, path.into_owned(), server.request_timeout),
+                Some(d) => (None, d.upstream, path.into_owned(), server.request_timeout),
                 None => return Err(ProxyError::NoRoute),
             },
         };
-        log.upstream = Some(upstream);
 
-        // 4. pick a side (shift, fallback, shadow and compose will choose here)
-        let pool = &snap.pools[upstream];
-        let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
-            upstream: pool.name.clone(),
-        })?;
+        // 4. pick a side: the shift's choice, and where a failure falls back to
+        let shifted = route.and_then(|i| pick_side(snap, i, &req, down));
+        let upstream = match shifted {
+            Some(s) if s.side == Side::New => s.to,
+            _ => upstream,
+        };
+        let fallback = route.and_then(|i| {
+            let r = &snap.config.routes[i];
+            Some((r.fallback.filter(|&f| f != upstream)?, &r.fallback_on))
+        });
+        log.upstream = Some(upstream);
 
         // 5. forward
         let upgrade = headers::is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (upstream_req, tripped) = forward::build(
-            req,
-            forward::Outbound {
-                lease: &lease,
-                path: upstream_path,
-                client_host,
-                request_id,
-                upgrade,
-                max_body: server.max_request_body,
-            },
-            down,
-        )?;
-        let sent = forward::send(
-            &lease,
-            upstream_req,
+        let (parts, body) = req.into_parts();
+        let how = How {
+            client_host,
+            request_id,
             upgrade,
             timeout,
-            server.connect_timeout,
-        )
-        .await;
-        let mut resp = match sent {
-            Ok(resp) => resp,
-            Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
-                return Err(ProxyError::BodyTooLarge {
-                    limit: server.max_request_body,
-                });
-            }
-            Err(e) => return Err(e),
+            connect_timeout: server.connect_timeout,
         };
+        let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
+            None => {
+                let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
+                let started = Instant::now();
+                let sent = attempt(snap, upstream, parts, body, upstream_path, &how, down).await;
+                record(shifted, started, &sent);
+                match sent {
+                    Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
+                        return Err(ProxyError::BodyTooLarge {
+                            limit: server.max_request_body,
+                        });
+                    }
+                    sent => sent?,
+                }
+            }
+            Some((to, on)) => {
+                let first = First {
+                    upstream,
+                    path: upstream_path,
+                    shifted,
+                };
+                with_fallback(snap, first, (to, on), parts, body, &how, down, log).await?
+            }
+        };
+        let pool = &snap.pools[log.upstream.unwrap_or(upstream)];
 
         // 6. respond
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -234,6 +249,172 @@ impl Proxy {
         };
         Ok(Response::from_parts(parts, body))
     }
+}
+
+/// How every attempt of one request is sent, whichever upstream it goes to.
+struct How<'a> {
+    client_host: Option<HeaderValue>,
+    request_id: &'a HeaderValue,
+    upgrade: bool,
+    timeout: std::time::Duration,
+    connect_timeout: std::time::Duration,
+}
+
+/// A shifted route's choice for this request.
+#[derive(Clone, Copy)]
+struct Shifted<'s> {
+    state: &'s ShiftState,
+    side: Side,
+    /// The new side's upstream.
+    to: usize,
+}
+
+/// Phase 4 for a route that shifts: which side this request goes to.
+fn pick_side<'s>(
+    snap: &'s Snapshot,
+    route: usize,
+    req: &Request<Incoming>,
+    down: &Downstream,
+) -> Option<Shifted<'s>> {
+    let r = &snap.config.routes[route];
+    let shift = r.shift.as_ref()?;
+    let state = snap.shifts[route].as_deref()?;
+    let names = [
+        snap.config.upstreams[r.upstream].name.as_str(),
+        snap.config.upstreams[shift.to].name.as_str(),
+    ];
+    let view = shift::Request {
+        uri: req.uri(),
+        headers: req.headers(),
+        client_ip: down.remote.ip(),
+    };
+    let side = shift::choose(shift, state.basis_points(), names, &view);
+    Some(Shifted {
+        state,
+        side,
+        to: shift.to,
+    })
+}
+
+/// Tells the shift's window how the side did: time to the response head,
+/// and whether it failed (a 5xx, or no answer). The client's own failures
+/// (a body over the limit, a body that never came) are not the side's.
+fn record(
+    shifted: Option<Shifted<'_>>,
+    started: Instant,
+    sent: &Result<(Response<UpstreamBody>, Lease), ProxyError>,
+) {
+    let Some(s) = shifted else { return };
+    let failed = match sent {
+        Ok((resp, _)) => resp.status().is_server_error(),
+        Err(ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody(_)) => return,
+        Err(_) => true,
+    };
+    s.state.window.record(s.side, started.elapsed(), failed);
+}
+
+/// One attempt: a target of `upstream`, the request built for it, sent.
+async fn attempt(
+    snap: &Snapshot,
+    upstream: usize,
+    parts: http::request::Parts,
+    body: RequestBody,
+    path: String,
+    how: &How<'_>,
+    down: &Downstream,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
+    let pool = &snap.pools[upstream];
+    let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
+        upstream: pool.name.clone(),
+    })?;
+    let req = forward::build(
+        parts,
+        body,
+        forward::Outbound {
+            lease: &lease,
+            path,
+            client_host: how.client_host.clone(),
+            request_id: how.request_id,
+            upgrade: how.upgrade,
+        },
+        down,
+    )?;
+    let resp = forward::send(&lease, req, how.upgrade, how.timeout, how.connect_timeout).await?;
+    Ok((resp, lease))
+}
+
+/// The first attempt of a request that may fall back.
+struct First<'s> {
+    upstream: usize,
+    path: String,
+    shifted: Option<Shifted<'s>>,
+}
+
+/// Phase 5 for a route with `fallback`: holds the body (up to
+/// [`fallback::REPLAY_LIMIT`]), sends to the chosen upstream, and replays on
+/// the fallback when [`fallback::should_replay`] says so.
+#[allow(clippy::too_many_arguments)]
+async fn with_fallback(
+    snap: &Snapshot,
+    first: First<'_>,
+    (to, fallback_on): (usize, &Vec<u16>),
+    parts: http::request::Parts,
+    body: Incoming,
+    how: &How<'_>,
+    down: &Downstream,
+    log: &mut Completion,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
+    let max_body = snap.config.server.max_request_body;
+    let held = if http_body::Body::is_end_stream(&body) {
+        fallback::Held::Whole(bytes::Bytes::new())
+    } else {
+        fallback::hold(&parts.headers, body, max_body).await?
+    };
+    let (body, replay, tripped) = match held {
+        fallback::Held::Whole(bytes) => (RequestBody::full(bytes.clone()), Some(bytes), None),
+        fallback::Held::TooLarge { read, rest } => {
+            let flag = (!parts.headers.contains_key(header::CONTENT_LENGTH))
+                .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+            let body = match rest {
+                Some(rest) => RequestBody::resumed(read, rest, max_body, flag.clone()),
+                None => RequestBody::full(read),
+            };
+            (body, None, flag)
+        }
+    };
+    let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
+    let idempotent = fallback::is_idempotent(&parts.method);
+    let started = Instant::now();
+    let sent = attempt(snap, first.upstream, parts, body, first.path, how, down).await;
+    record(first.shifted, started, &sent);
+    if tripped.is_some_and(|t| t.load(Ordering::Acquire)) {
+        return Err(ProxyError::BodyTooLarge { limit: max_body });
+    }
+    let Some((bytes, head, path)) = again else {
+        return sent;
+    };
+    let outcome = match &sent {
+        Ok((resp, _)) => fallback::Outcome::Answered(resp.status().as_u16()),
+        Err(e) => match fallback::Outcome::of_error(e) {
+            Some(o) => o,
+            None => return sent,
+        },
+    };
+    if !fallback::should_replay(outcome, idempotent, fallback_on) {
+        return sent;
+    }
+    tracing::info!(
+        request_id = how.request_id.to_str().unwrap_or("-"),
+        from = snap.config.upstreams[first.upstream].name,
+        to = snap.config.upstreams[to].name,
+        outcome = ?outcome,
+        "falling back"
+    );
+    // The first answer (a status in `fallback_on`) is dropped unread.
+    drop(sent);
+    log.upstream = Some(to);
+    log.fell_back_from = Some(first.upstream);
+    attempt(snap, to, head, RequestBody::full(bytes), path, how, down).await
 }
 
 /// Closes upstream connections left idle too long, until the proxy is gone.
@@ -330,6 +511,8 @@ struct Completion {
     uri: Uri,
     route: Option<usize>,
     upstream: Option<usize>,
+    /// The upstream that failed first, when the request fell back.
+    fell_back_from: Option<usize>,
     status: u16,
     /// The problem type when the proxy answered itself.
     problem: Option<&'static str>,
@@ -351,6 +534,9 @@ impl OnComplete for Completion {
         let upstream = self
             .upstream
             .map_or("-", |i| self.snap.config.upstreams[i].name.as_str());
+        let fell_back_from = self
+            .fell_back_from
+            .map(|i| self.snap.config.upstreams[i].name.as_str());
         let path = self.uri.path_and_query().map_or("-", |pq| pq.as_str());
         tracing::info!(
             target: "strangler::access",
@@ -365,6 +551,7 @@ impl OnComplete for Completion {
             bytes,
             complete,
             problem = self.problem,
+            fell_back_from,
             "request"
         );
         drop(self.lease);
