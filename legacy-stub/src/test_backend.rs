@@ -3,8 +3,11 @@
 //! talk to. Everything not reserved below is an *echo*: a JSON description
 //! of the request exactly as it arrived, which is what tests inspect.
 //!
-//! Reserved paths: `/health`, `/small`, `/status/{code}`, `/delay/{ms}`,
-//! `/bytes/{n}`, `/chunked/{n}`, `/reset/{n}`, `/drain`, `/ws`.
+//! Reserved paths: `/health`, `/small`, `/status/{code}`,
+//! `/status-on/{name}/{code}` (that status from the backend called `name`
+//! only, 200 from any other: for tests where two backends see the same path,
+//! such as fallback), `/delay/{ms}`, `/bytes/{n}`, `/chunked/{n}`,
+//! `/reset/{n}`, `/drain`, `/ws`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +35,15 @@ pub(crate) async fn handle(name: &str, shared: &Arc<Shared>, req: Request<Incomi
     if let Some(arg) = path.strip_prefix("/status/") {
         let arg = arg.to_owned();
         return status(name, req, &arg).await;
+    }
+    if let Some(arg) = path.strip_prefix("/status-on/") {
+        let (who, code) = arg.split_once('/').unwrap_or((arg, ""));
+        let code = if who == name {
+            code.to_owned()
+        } else {
+            "200".to_owned()
+        };
+        return status(name, req, &code).await;
     }
     if let Some(arg) = path.strip_prefix("/delay/") {
         let arg = arg.to_owned();
