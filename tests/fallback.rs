@@ -221,10 +221,7 @@ async fn chunked_bodies_are_held_or_streamed_by_their_real_size() {
     let (legacy, new) = (backend("legacy").await, backend("new").await);
     let p = start(&route(&legacy, &new.url(), "")).await;
     for (len, replayed) in [(1000usize, true), (70_000, false)] {
-        let mut req = format!(
-            "PUT /api/status-on/new/503 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        )
-        .into_bytes();
+        let mut req = b"PUT /api/status-on/new/503 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
         for piece in vec![9u8; len].chunks(4096) {
             req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
             req.extend_from_slice(piece);
