@@ -70,17 +70,117 @@ fn describe_target(config: &Config, r: &Route) -> String {
     if let Some(t) = r.timeout {
         extras.push(format!("timeout {}", humantime(t)));
     }
+    if let Some(f) = r.fallback {
+        let mut text = format!("fallback {}", config.upstreams[f].name);
+        if r.fallback_on != crate::config::DEFAULT_FALLBACK_ON {
+            let codes: Vec<String> = r.fallback_on.iter().map(u16::to_string).collect();
+            let _ = write!(text, " on {}", codes.join(","));
+        }
+        extras.push(text);
+    }
     let name = &config.upstreams[r.upstream].name;
+    let sides = match &r.shift {
+        None => name.clone(),
+        Some(shift) => {
+            let new = crate::config::percent_text(shift.basis_points);
+            let old = crate::config::percent_text(crate::shift::BUCKETS - shift.basis_points);
+            let mut text = format!("{name} {old}% | {} {new}%", config.upstreams[shift.to].name);
+            let mut how = Vec::new();
+            if let Some(k) = &shift.sticky {
+                how.push(format!("sticky {k}"));
+            }
+            if let Some(ramp) = &shift.ramp {
+                how.push(format!(
+                    "ramp +{}% every {}",
+                    crate::config::percent_text(ramp.step_basis_points),
+                    humantime(ramp.every)
+                ));
+            }
+            if !how.is_empty() {
+                let _ = write!(text, " ({})", how.join(", "));
+            }
+            text
+        }
+    };
     if extras.is_empty() {
-        name.clone()
+        sides
     } else {
-        format!("{name} ({})", extras.join(", "))
+        format!("{sides} ({})", extras.join(", "))
     }
 }
 
+/// The `shift` line of `explain`: the shares, and the side this request's
+/// sticky key lands on when the request carries it.
+fn explain_shift(
+    config: &Config,
+    r: &Route,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let shift = r.shift.as_ref()?;
+    let old = &config.upstreams[r.upstream].name;
+    let new = &config.upstreams[shift.to].name;
+    let mut line = format!(
+        "{old} {}% | {new} {}% (the file's shares; a ramp may have moved them)",
+        crate::config::percent_text(crate::shift::BUCKETS - shift.basis_points),
+        crate::config::percent_text(shift.basis_points),
+    );
+    let view = crate::shift::Request {
+        uri,
+        headers,
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+    };
+    let forced = shift
+        .force_header
+        .as_ref()
+        .and_then(|h| headers.get(h))
+        .is_some_and(|v| v.as_bytes() == old.as_bytes() || v.as_bytes() == new.as_bytes());
+    let side_name = |side| match side {
+        crate::shift::Side::New => new.as_str(),
+        crate::shift::Side::Old => old.as_str(),
+    };
+    let choose = |bp| crate::shift::choose(shift, bp, [old, new], &view);
+    if forced {
+        let _ = write!(
+            line,
+            "\n           forced by {}: {}",
+            shift.force_header.as_ref()?,
+            side_name(choose(0))
+        );
+    } else if let Some(key) = shift
+        .sticky
+        .as_ref()
+        .and_then(|k| crate::shift::sticky_key(k, &view).map(|v| (k, v)))
+    {
+        let (kind, value) = key;
+        let bucket = crate::shift::bucket(&value);
+        let side = if bucket < shift.basis_points {
+            new
+        } else {
+            old
+        };
+        let _ = write!(
+            line,
+            "\n           {kind} = {:?}: bucket {bucket} of 10000 → {side}",
+            String::from_utf8_lossy(&value)
+        );
+    } else if let Some(k) = &shift.sticky {
+        let _ = write!(
+            line,
+            "\n           no {k} in the request: the side is drawn per request"
+        );
+    }
+    Some(line)
+}
+
 fn humantime(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
+    let secs = d.as_secs();
+    if d.subsec_millis() == 0 && secs >= 3600 && secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if d.subsec_millis() == 0 && secs >= 60 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{secs}s")
     } else {
         format!("{}ms", d.as_millis())
     }
@@ -159,6 +259,19 @@ pub fn explain(
             let _ = writeln!(out, "match      {}", describe_match(r));
             for (name, range) in r.pattern.params().zip(&m.captures) {
                 let _ = writeln!(out, "param      {name} = {}", &normal[range.clone()]);
+            }
+            let uri: http::Uri = with_query(&normal).parse().unwrap_or_default();
+            if let Some(line) = explain_shift(config, r, &uri, &map) {
+                let _ = writeln!(out, "shift      {line}");
+            }
+            if let Some(f) = r.fallback {
+                let codes: Vec<String> = r.fallback_on.iter().map(u16::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "fallback   {} on connect failure, timeout or {}",
+                    config.upstreams[f].name,
+                    codes.join("/")
+                );
             }
             (
                 r.upstream,
@@ -271,5 +384,71 @@ upstream = "orders"
             "answer     400 Bad Request: the path climbs above `/`\n"
         );
         assert!(explain(&config(), "GET", "/", &["nocolon".into()]).is_err());
+    }
+
+    const SHIFTED: &str = r#"
+[upstreams.legacy]
+targets = ["http://127.0.0.1:9000"]
+[upstreams.customers]
+targets = ["http://127.0.0.1:9102"]
+[[routes]]
+name = "customers"
+prefix = "/api/customers"
+upstream = "legacy"
+shift = { to = "customers", percent = 10, sticky = "cookie:session", force_header = "x-side", ramp = { step = 5, every = "10m" } }
+fallback = "legacy"
+[[routes]]
+name = "orders"
+prefix = "/api/orders"
+upstream = "customers"
+fallback = "legacy"
+fallback_on = [404]
+"#;
+
+    #[test]
+    fn shifts_and_fallbacks_in_the_table() {
+        let c = Config::parse(&SourceFile::new("t.toml", SHIFTED)).unwrap();
+        let table = route_table(&c);
+        let lines: Vec<&str> = table.lines().map(str::trim_end).collect();
+        assert_eq!(
+            lines[1],
+            "customers    /api/customers/**    legacy 90% | customers 10% (sticky cookie:session, ramp +5% every 10m) (fallback legacy)"
+        );
+        assert_eq!(
+            lines[2],
+            "orders       /api/orders/**       customers (fallback legacy on 404)"
+        );
+    }
+
+    #[test]
+    fn explain_tells_the_side_of_a_sticky_key() {
+        let c = Config::parse(&SourceFile::new("t.toml", SHIFTED)).unwrap();
+        // bucket("alice") is 7236 (pinned in shift's tests): above 10%.
+        let out = explain(
+            &c,
+            "GET",
+            "/api/customers/1",
+            &["Cookie: session=alice".into()],
+        )
+        .unwrap();
+        assert!(
+            out.contains("shift      legacy 90% | customers 10%"),
+            "{out}"
+        );
+        assert!(
+            out.contains("cookie:session = \"alice\": bucket 7236 of 10000 → legacy"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fallback   legacy on connect failure, timeout or 502/503/504"),
+            "{out}"
+        );
+        let forced = explain(&c, "GET", "/api/customers/1", &["x-side: customers".into()]).unwrap();
+        assert!(forced.contains("forced by x-side: customers"), "{forced}");
+        let keyless = explain(&c, "GET", "/api/customers/1", &[]).unwrap();
+        assert!(
+            keyless.contains("no cookie:session in the request"),
+            "{keyless}"
+        );
     }
 }

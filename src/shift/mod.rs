@@ -83,7 +83,12 @@ pub fn choose(shift: &Shift, basis_points: u16, names: [&str; 2], req: &Request<
     }
 }
 
-/// The user's key as bytes, when the request carries one.
+/// The user's key as bytes, when the request carries one (what `explain`
+/// shows, and what [`bucket`] hashes).
+pub fn sticky_key(sticky: &Sticky, req: &Request<'_>) -> Option<Vec<u8>> {
+    key(sticky, req)
+}
+
 fn key(sticky: &Sticky, req: &Request<'_>) -> Option<Vec<u8>> {
     match sticky {
         Sticky::Ip => Some(req.client_ip.to_string().into_bytes()),
