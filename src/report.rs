@@ -175,9 +175,9 @@ fn explain_shift(
 
 fn humantime(d: std::time::Duration) -> String {
     let secs = d.as_secs();
-    if d.subsec_millis() == 0 && secs >= 3600 && secs % 3600 == 0 {
+    if d.subsec_millis() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if d.subsec_millis() == 0 && secs >= 60 && secs % 60 == 0 {
+    } else if d.subsec_millis() == 0 && secs >= 60 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else if d.subsec_millis() == 0 {
         format!("{secs}s")
