@@ -106,7 +106,9 @@ impl Demo {
             "\nTry (the x-served-by header says who answered):\n\
              \x20 curl -i {proxy}/                              # the monolith's shop page\n\
              \x20 curl -i {proxy}/api/orders/1001               # orders, moved to the orders service\n\
-             \x20 curl -i {proxy}/api/customers/42              # customers, still on the monolith\n\
+             \x20 curl -i -b session=alice {proxy}/api/customers/42   # alice's bucket (7236) keeps her on the monolith\n\
+             \x20 curl -i -b session=dave {proxy}/api/customers/42    # dave's (1238) is in the 25% moved to the service\n\
+             \x20 curl -i -H 'x-strangler-side: customers' {proxy}/api/customers/42   # testers force a side\n\
              \x20 curl -i -H 'x-beta: 1' {proxy}/api/customers/42   # beta testers reach the customers service\n\
              \x20 curl -i {proxy}/v2/orders/1001                # a rewritten path\n\
              \x20 curl -i '{proxy}/api/%6Frders/./1001'          # another spelling, the same route\n\

@@ -55,7 +55,11 @@ fn check_prints_the_route_table_in_matching_order() {
             "orders (rewrite /orders/{id})",
         ],
         ["customers-beta", "/api/customers/** x-beta=1", "customers"],
-        ["customers", "/api/customers/**", "legacy"],
+        [
+            "customers",
+            "/api/customers/**",
+            "legacy 75% | customers 25% (sticky cookie:session) (fallback legacy)",
+        ],
         ["(default)", "/**", "legacy"],
     ];
     assert_eq!(rows.len(), expected.len(), "one line per route: {out}");

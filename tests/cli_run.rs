@@ -309,6 +309,20 @@ async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
     );
     assert!(a.text().contains("<html"), "{}", a.text());
 
+    // The customers route is shifted 25% by session cookie, as the banner says.
+    for (user, side) in [("alice", "legacy"), ("dave", "customers")] {
+        let a = send(
+            &h1(),
+            http::Request::get(format!("{proxy}/api/customers/42"))
+                .header("cookie", format!("session={user}"))
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(a.header("x-served-by"), Some(side), "{user}");
+    }
+
     p.signal("TERM");
     assert_eq!(p.exit().await.code(), Some(0), "{}", p.transcript());
 }
