@@ -73,6 +73,7 @@ impl Proxy {
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
+            rt.spawn(crate::shift::ramp::drive(Arc::downgrade(&proxy)));
         }
         proxy
     }

@@ -11,6 +11,8 @@
 //! The share itself is runtime state ([`state::ShiftState`]), because the ramp
 //! moves it between reloads.
 
+pub mod persist;
+pub mod ramp;
 pub mod state;
 pub mod stats;
 
