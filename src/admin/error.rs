@@ -20,7 +20,7 @@ pub enum AdminError {
     Denied(#[from] Denied),
     #[error("the config did not come from a file, so there is nothing to reload")]
     NoReloader,
-    #[error("the config file is invalid; the old config keeps serving")]
+    #[error("the reload failed and the old config keeps serving: {}", reload_errors(.0).join("; "))]
     Reload(#[source] ReloadError),
     #[error("the route name is not valid percent-encoded UTF-8")]
     BadRouteName,

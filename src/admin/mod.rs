@@ -156,8 +156,15 @@ impl Admin {
             Ok(resp) => resp,
             Err(e) => {
                 let rid = id.to_str().unwrap_or("-");
-                if e.status().is_server_error() {
-                    tracing::error!(request_id = rid, error = %e, "admin call failed");
+                let path = req.uri().path();
+                match &e {
+                    AdminError::Denied(_) => {
+                        tracing::warn!(request_id = rid, path, error = %e, "admin write refused");
+                    }
+                    e if e.status().is_server_error() => {
+                        tracing::error!(request_id = rid, path, error = %e, "admin call failed");
+                    }
+                    _ => {}
                 }
                 e.to_response(rid)
             }
