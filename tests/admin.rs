@@ -110,19 +110,21 @@ shift = {{ to = "orders", percent = 100 }}
     )
 }
 
-#[tokio::test]
-async fn routes_shows_every_route_in_matching_order_with_its_shift_state() {
-    let (legacy, orders, customers) = (
+/// A proxy with [`routes_config`] and its three backends (kept alive with it).
+async fn start_routes() -> (TestProxy, [Server; 3]) {
+    let backends = [
         backend("legacy").await,
         backend("orders").await,
         backend("customers").await,
-    );
-    let proxy = start(&routes_config(
-        &legacy.url(),
-        &orders.url(),
-        &customers.url(),
-    ))
-    .await;
+    ];
+    let [legacy, orders, customers] = backends.each_ref().map(|b| b.url());
+    let proxy = start(&routes_config(&legacy, &orders, &customers)).await;
+    (proxy, backends)
+}
+
+#[tokio::test]
+async fn routes_shows_every_route_in_matching_order_with_its_shift_state() {
+    let (proxy, _backends) = start_routes().await;
     let admin = proxy.admin.unwrap();
     let a = call("GET", admin, "/admin/routes", None).await;
     assert_eq!(a.status, 200, "{}", a.text());
@@ -252,17 +254,7 @@ async fn routes_shows_every_route_in_matching_order_with_its_shift_state() {
 
 #[tokio::test]
 async fn upstreams_shows_every_target_with_its_counters_and_unchecked_health() {
-    let (legacy, orders, customers) = (
-        backend("legacy").await,
-        backend("orders").await,
-        backend("customers").await,
-    );
-    let proxy = start(&routes_config(
-        &legacy.url(),
-        &orders.url(),
-        &customers.url(),
-    ))
-    .await;
+    let (proxy, [_legacy, orders, _customers]) = start_routes().await;
     for _ in 0..3 {
         let a = get(&proxy.url("/api/orders/1/lines")).await;
         assert_eq!(a.header("x-served-by"), Some("orders"));
@@ -484,17 +476,7 @@ async fn reload_applies_a_good_file_and_lists_every_error_of_a_bad_one() {
 
 #[tokio::test]
 async fn resume_restarts_a_stopped_ramp_and_says_why_it_cannot_otherwise() {
-    let (legacy, orders, customers) = (
-        backend("legacy").await,
-        backend("orders").await,
-        backend("customers").await,
-    );
-    let proxy = start(&routes_config(
-        &legacy.url(),
-        &orders.url(),
-        &customers.url(),
-    ))
-    .await;
+    let (proxy, _backends) = start_routes().await;
     let admin = proxy.admin.unwrap();
     let resume = |name: &str| format!("/admin/routes/{name}/ramp/resume");
 
@@ -552,17 +534,7 @@ async fn resume_restarts_a_stopped_ramp_and_says_why_it_cannot_otherwise() {
 
 #[tokio::test]
 async fn metrics_show_shares_ramp_stops_and_reloads_in_prometheus_text() {
-    let (legacy, orders, customers) = (
-        backend("legacy").await,
-        backend("orders").await,
-        backend("customers").await,
-    );
-    let proxy = start(&routes_config(
-        &legacy.url(),
-        &orders.url(),
-        &customers.url(),
-    ))
-    .await;
+    let (proxy, _backends) = start_routes().await;
     let admin = proxy.admin.unwrap();
     let a = call("GET", admin, "/metrics", None).await;
     assert_eq!(a.status, 200);
