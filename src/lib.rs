@@ -16,7 +16,8 @@
 //!   [`snapshot`] compiles it into the immutable form requests run on; a
 //!   reload swaps snapshots whole.
 //! - [`run`] binds listeners and serves until a signal, then drains;
-//!   [`admin`] is the operators' listener.
+//!   [`admin`] is the operators' listener, and [`metrics`] the families its
+//!   `/metrics` shows.
 //! - [`chunked`] follows the chunked transfer coding for both the smuggling
 //!   guard and the upstream client.
 //! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
@@ -28,6 +29,7 @@ pub mod chunked;
 pub mod config;
 pub mod demo;
 pub mod fallback;
+pub mod metrics;
 pub mod path;
 pub mod proxy;
 pub mod reload;

@@ -16,6 +16,12 @@ use crate::server;
 pub enum RunError {
     #[error(transparent)]
     Bind(#[from] std::io::Error),
+    /// Config validation refuses this too; checked again here because a
+    /// `Config` can be built or changed in code.
+    #[error(
+        "the admin API would listen on {0}, beyond loopback, without `admin_token`: set a token or listen on 127.0.0.1"
+    )]
+    AdminWithoutToken(SocketAddr),
 }
 
 /// A proxy bound to its listeners, not yet serving. Splitting bind from serve
@@ -32,6 +38,12 @@ impl Bound {
     pub async fn new(config: Config) -> Result<Bound, RunError> {
         for w in &config.warnings {
             tracing::warn!("{w}");
+        }
+        if let Some(addr) = config.server.admin
+            && !addr.ip().is_loopback()
+            && config.server.admin_token.is_none()
+        {
+            return Err(RunError::AdminWithoutToken(addr));
         }
         let listeners = server::bind(&config.server.listen).await?;
         let admin = match config.server.admin {

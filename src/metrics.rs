@@ -1,0 +1,239 @@
+//! Metrics (SPEC 5): every family's name, help text and labels, and the
+//! registry `GET /metrics` encodes in the Prometheus text format. No HTTP
+//! types here; the admin listener serves what [`Metrics::encode`] returns.
+//!
+//! Values that already live in the proxy's state (a route's share, a ramp's
+//! status, the reload counters) are read from it at scrape time by a
+//! [`Collector`], never copied into a second set of counters that could drift.
+//! Families the hot path records into (requests, durations, ...) are meant to
+//! be owned by the proxy and registered in [`Metrics::new`] next to these.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::registry::Registry;
+
+use crate::proxy::Proxy;
+use crate::reload::Reloader;
+use crate::shift::state::RampStatus;
+
+/// `Content-Type` of what [`Metrics::encode`] returns (text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+/// `strangler_shift_percent{route}`: a shifted route's share in force, 0 to 100.
+pub const SHIFT_PERCENT: &str = "strangler_shift_percent";
+/// `strangler_ramp_stopped{route}`: 1 while a breach has stopped the route's ramp.
+pub const RAMP_STOPPED: &str = "strangler_ramp_stopped";
+/// `strangler_config_reloads_total{result}`. Registered without `_total`: the
+/// encoder appends it to every counter.
+pub const CONFIG_RELOADS: &str = "strangler_config_reloads";
+
+/// Every metric family of one proxy.
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// The families of `proxy`; `reloader` is `None` when the config did not
+    /// come from a file (the reload counters then stay at 0).
+    pub fn new(proxy: Arc<Proxy>, reloader: Option<Arc<Reloader>>) -> Metrics {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ShiftCollector { proxy }));
+        registry.register_collector(Box::new(ReloadCollector { reloader }));
+        Metrics { registry }
+    }
+
+    /// Every family in the Prometheus text format, values as of now.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+// === impl ShiftCollector ===
+
+/// Reads each shifted route's share and ramp status from the current
+/// snapshot, in config order.
+struct ShiftCollector {
+    proxy: Arc<Proxy>,
+}
+
+impl fmt::Debug for ShiftCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShiftCollector")
+    }
+}
+
+impl Collector for ShiftCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let snap = self.proxy.snapshot();
+        let shifted: Vec<(&str, f64, bool)> = snap
+            .config
+            .routes
+            .iter()
+            .zip(&snap.shifts)
+            .filter_map(|(route, state)| {
+                let state = state.as_ref()?;
+                let stopped = matches!(state.control().status, RampStatus::Stopped { .. });
+                Some((
+                    route.name.as_str(),
+                    f64::from(state.basis_points()) / 100.0,
+                    stopped,
+                ))
+            })
+            .collect();
+
+        let mut family = encoder.encode_descriptor(
+            SHIFT_PERCENT,
+            "Share of a shifted route's requests sent to its shift.to upstream now, in percent",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (route, percent, _) in &shifted {
+            family
+                .encode_family(&[("route", *route)])?
+                .encode_gauge(percent)?;
+        }
+
+        let mut family = encoder.encode_descriptor(
+            RAMP_STOPPED,
+            "1 while a breach has stopped the route's ramp (share dropped to 0) until it is resumed, else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (route, _, stopped) in &shifted {
+            family
+                .encode_family(&[("route", *route)])?
+                .encode_gauge(&i64::from(*stopped))?;
+        }
+        Ok(())
+    }
+}
+
+// === impl ReloadCollector ===
+
+/// Reads the reloader's counters; both series are always there.
+struct ReloadCollector {
+    reloader: Option<Arc<Reloader>>,
+}
+
+impl fmt::Debug for ReloadCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReloadCollector")
+    }
+}
+
+impl Collector for ReloadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let (ok, error) = self.reloader.as_ref().map_or((0, 0), |r| r.counts());
+        let mut family = encoder.encode_descriptor(
+            CONFIG_RELOADS,
+            "Config reloads (SIGHUP, file change, POST /admin/reload) by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("ok", ok), ("error", error)] {
+            family
+                .encode_family(&[("result", result)])?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None::<&Exemplar<NoLabelSet, u64>>)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, SourceFile};
+
+    const CONFIG: &str = r#"
+[upstreams.legacy]
+targets = ["http://127.0.0.1:9000"]
+[upstreams.customers]
+targets = ["http://127.0.0.1:9101"]
+[[routes]]
+name = "plain"
+prefix = "/plain"
+upstream = "legacy"
+[[routes]]
+name = "cust\"omers"
+prefix = "/api/customers"
+upstream = "legacy"
+shift = { to = "customers", percent = 12.5, ramp = { step = 5, every = "1m" } }
+"#;
+
+    fn metrics() -> (Arc<Proxy>, Metrics) {
+        let config = Config::parse(&SourceFile::new("t.toml", CONFIG)).unwrap();
+        let proxy = Proxy::new(config);
+        let m = Metrics::new(proxy.clone(), None);
+        (proxy, m)
+    }
+
+    #[test]
+    fn families_are_read_from_the_state_at_scrape_time() {
+        let (proxy, m) = metrics();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("# TYPE strangler_shift_percent gauge\n"),
+            "{text}"
+        );
+        // Label values are escaped; routes without a shift have no series.
+        assert!(
+            text.contains("strangler_shift_percent{route=\"cust\\\"omers\"} 12.5\n"),
+            "{text}"
+        );
+        assert!(!text.contains("plain"), "{text}");
+        assert!(
+            text.contains("strangler_ramp_stopped{route=\"cust\\\"omers\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE strangler_config_reloads_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strangler_config_reloads_total{result=\"ok\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strangler_config_reloads_total{result=\"error\"} 0\n"),
+            "{text}"
+        );
+
+        // The ramp moves the share: the next scrape shows it, nothing to sync.
+        let state = proxy.shifts.get("cust\"omers").unwrap();
+        state.set_basis_points(4000);
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("strangler_shift_percent{route=\"cust\\\"omers\"} 40.0\n"),
+            "{text}"
+        );
+
+        // A breach shows as 1 until the ramp is resumed.
+        state.set_basis_points(0);
+        state.control().status = RampStatus::Stopped {
+            reason: "error rate 0.2 over 0.01".into(),
+            at: std::time::SystemTime::now(),
+        };
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("strangler_ramp_stopped{route=\"cust\\\"omers\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("strangler_shift_percent{route=\"cust\\\"omers\"} 0.0\n"),
+            "{text}"
+        );
+        state.resume().unwrap();
+        assert!(
+            m.encode()
+                .unwrap()
+                .contains("strangler_ramp_stopped{route=\"cust\\\"omers\"} 0\n")
+        );
+    }
+}
