@@ -47,7 +47,7 @@ fn traffic(proxy: String, path: &'static str) -> tokio::task::JoinHandle<()> {
         let mut i = 0u64;
         loop {
             let mut req = Request::get(format!("{proxy}{path}"));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 req = req.header("x-side", "new");
             }
             let _ = client
