@@ -116,7 +116,8 @@ fn explain_shift(
     r: &Route,
     uri: &http::Uri,
     headers: &HeaderMap,
-) -> Option<String> {
+) -> Option<(String, Option<usize>)> {
+    use crate::shift::Side;
     let shift = r.shift.as_ref()?;
     let old = &config.upstreams[r.upstream].name;
     let new = &config.upstreams[shift.to].name;
@@ -130,38 +131,38 @@ fn explain_shift(
         headers,
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
     };
+    let side_of = |side| match side {
+        Side::New => (new.as_str(), shift.to),
+        Side::Old => (old.as_str(), r.upstream),
+    };
     let forced = shift
         .force_header
         .as_ref()
         .and_then(|h| headers.get(h))
         .is_some_and(|v| v.as_bytes() == old.as_bytes() || v.as_bytes() == new.as_bytes());
-    let side_name = |side| match side {
-        crate::shift::Side::New => new.as_str(),
-        crate::shift::Side::Old => old.as_str(),
-    };
-    let choose = |bp| crate::shift::choose(shift, bp, [old, new], &view);
-    if forced {
-        let _ = write!(
-            line,
-            "\n           forced by {}: {}",
-            shift.force_header.as_ref()?,
-            side_name(choose(0))
-        );
-    } else if let Some(key) = shift
+    let key = shift
         .sticky
         .as_ref()
-        .and_then(|k| crate::shift::sticky_key(k, &view).map(|v| (k, v)))
-    {
-        let (kind, value) = key;
+        .and_then(|k| crate::shift::sticky_key(k, &view).map(|v| (k, v)));
+    let mut goes_to = None;
+    if forced {
+        // A forced side does not depend on the share.
+        let (name, index) = side_of(crate::shift::choose(shift, 0, [old, new], &view));
+        goes_to = Some(index);
+        let header = shift.force_header.as_ref()?;
+        let _ = write!(line, "\n           forced by {header}: {name}");
+    } else if let Some((kind, value)) = key {
         let bucket = crate::shift::bucket(&value);
         let side = if bucket < shift.basis_points {
-            new
+            Side::New
         } else {
-            old
+            Side::Old
         };
+        let (name, index) = side_of(side);
+        goes_to = Some(index);
         let _ = write!(
             line,
-            "\n           {kind} = {:?}: bucket {bucket} of 10000 → {side}",
+            "\n           {kind} = {:?}: bucket {bucket} of 10000 → {name}",
             String::from_utf8_lossy(&value)
         );
     } else if let Some(k) = &shift.sticky {
@@ -170,7 +171,7 @@ fn explain_shift(
             "\n           no {k} in the request: the side is drawn per request"
         );
     }
-    Some(line)
+    Some((line, goes_to))
 }
 
 fn humantime(d: std::time::Duration) -> String {
@@ -261,8 +262,10 @@ pub fn explain(
                 let _ = writeln!(out, "param      {name} = {}", &normal[range.clone()]);
             }
             let uri: http::Uri = with_query(&normal).parse().unwrap_or_default();
-            if let Some(line) = explain_shift(config, r, &uri, &map) {
+            let mut upstream = r.upstream;
+            if let Some((line, goes_to)) = explain_shift(config, r, &uri, &map) {
                 let _ = writeln!(out, "shift      {line}");
+                upstream = goes_to.unwrap_or(upstream);
             }
             if let Some(f) = r.fallback {
                 let codes: Vec<String> = r.fallback_on.iter().map(u16::to_string).collect();
@@ -274,7 +277,7 @@ pub fn explain(
                 );
             }
             (
-                r.upstream,
+                upstream,
                 r.path_map.apply(&normal, &m.captures),
                 r.timeout.unwrap_or(config.server.request_timeout),
             )
@@ -445,6 +448,18 @@ fallback_on = [404]
         );
         let forced = explain(&c, "GET", "/api/customers/1", &["x-side: customers".into()]).unwrap();
         assert!(forced.contains("forced by x-side: customers"), "{forced}");
+        assert!(forced.contains("upstream   customers ("), "{forced}");
+        assert!(out.contains("upstream   legacy ("), "{out}");
+        // bucket("sam") is 24: inside the 10%.
+        let sam = explain(
+            &c,
+            "GET",
+            "/api/customers/1",
+            &["Cookie: session=sam".into()],
+        )
+        .unwrap();
+        assert!(sam.contains("bucket 24 of 10000 → customers"), "{sam}");
+        assert!(sam.contains("upstream   customers ("), "{sam}");
         let keyless = explain(&c, "GET", "/api/customers/1", &[]).unwrap();
         assert!(
             keyless.contains("no cookie:session in the request"),
