@@ -13,6 +13,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::{Config, Ramp, Route, Server, Shift, Upstream, percent_text};
+use text::{ANY, NONE, duration, headers, methods, or_none, path_map, size};
 
 /// The difference from an old config to a new one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -230,75 +231,71 @@ fn default_change(old: &Config, new: &Config) -> Option<String> {
 // === [server] ===
 
 fn server_changes(old: &Server, new: &Server) -> Vec<Setting> {
-    let mut out = Vec::new();
-    let mut setting = |key: &str, o: String, n: String, needs_restart: bool| {
-        if o != n {
-            out.push(Setting {
-                text: format!("{key} {o} -> {n}"),
-                needs_restart,
-            });
-        }
-    };
     let addrs = |a: &[std::net::SocketAddr]| {
-        a.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list: Vec<String> = a.iter().map(ToString::to_string).collect();
+        list.join(", ")
     };
-    setting("listen", addrs(&old.listen), addrs(&new.listen), true);
     let admin = |a: Option<std::net::SocketAddr>| a.map_or(NONE.to_owned(), |a| a.to_string());
-    setting("admin", admin(old.admin), admin(new.admin), true);
     let workers = |w: Option<usize>| w.map_or("(one per CPU)".to_owned(), |w| w.to_string());
-    setting("workers", workers(old.workers), workers(new.workers), true);
     let d = duration;
-    setting(
-        "connect_timeout",
-        d(old.connect_timeout),
-        d(new.connect_timeout),
-        false,
-    );
-    setting(
-        "request_timeout",
-        d(old.request_timeout),
-        d(new.request_timeout),
-        false,
-    );
-    setting(
-        "idle_timeout",
-        d(old.idle_timeout),
-        d(new.idle_timeout),
-        false,
-    );
-    setting(
-        "header_read_timeout",
-        d(old.header_read_timeout),
-        d(new.header_read_timeout),
-        false,
-    );
-    setting(
-        "max_request_body",
-        size(old.max_request_body),
-        size(new.max_request_body),
-        false,
-    );
-    setting(
-        "max_connections",
-        old.max_connections.to_string(),
-        new.max_connections.to_string(),
-        false,
-    );
-    setting(
-        "drain_timeout",
-        d(old.drain_timeout),
-        d(new.drain_timeout),
-        false,
-    );
-    setting(
-        "merge_slashes",
-        old.merge_slashes.to_string(),
-        new.merge_slashes.to_string(),
-        false,
-    );
+    let (o, n) = (old, new);
+    // (key, old, new, read only at start)
+    let rows = [
+        ("listen", addrs(&o.listen), addrs(&n.listen), true),
+        ("admin", admin(o.admin), admin(n.admin), true),
+        ("workers", workers(o.workers), workers(n.workers), true),
+        (
+            "connect_timeout",
+            d(o.connect_timeout),
+            d(n.connect_timeout),
+            false,
+        ),
+        (
+            "request_timeout",
+            d(o.request_timeout),
+            d(n.request_timeout),
+            false,
+        ),
+        ("idle_timeout", d(o.idle_timeout), d(n.idle_timeout), false),
+        (
+            "header_read_timeout",
+            d(o.header_read_timeout),
+            d(n.header_read_timeout),
+            false,
+        ),
+        (
+            "max_request_body",
+            size(o.max_request_body),
+            size(n.max_request_body),
+            false,
+        ),
+        (
+            "max_connections",
+            o.max_connections.to_string(),
+            n.max_connections.to_string(),
+            false,
+        ),
+        (
+            "drain_timeout",
+            d(o.drain_timeout),
+            d(n.drain_timeout),
+            false,
+        ),
+        (
+            "merge_slashes",
+            o.merge_slashes.to_string(),
+            n.merge_slashes.to_string(),
+            false,
+        ),
+    ];
+    let mut out: Vec<Setting> = rows
+        .into_iter()
+        .filter(|(_, a, b, _)| a != b)
+        .map(|(key, a, b, needs_restart)| Setting {
+            text: format!("{key} {a} -> {b}"),
+            needs_restart,
+        })
+        .collect();
     if old.admin_token != new.admin_token {
         // Never print a secret, not even in a log.
         let text = match (&old.admin_token, &new.admin_token) {
@@ -311,6 +308,7 @@ fn server_changes(old: &Server, new: &Server) -> Vec<Setting> {
             needs_restart: false,
         });
     }
+    // A setting this module does not know yet still counts as a change.
     if out.is_empty() && old != new {
         out.push(Setting {
             text: "settings changed".to_owned(),
@@ -526,82 +524,7 @@ fn order_changes(old: &Config, new: &Config) -> Vec<String> {
     out
 }
 
-// === values as text ===
-
-const NONE: &str = "(none)";
-const ANY: &str = "(any)";
-
-fn or_none(s: Option<&str>) -> &str {
-    s.unwrap_or(NONE)
-}
-
-/// Methods as a set: order in the file does not change what a route accepts.
-fn methods(m: &Option<Vec<http::Method>>) -> String {
-    match m {
-        None => ANY.to_owned(),
-        Some(list) => {
-            let mut names: Vec<&str> = list.iter().map(http::Method::as_str).collect();
-            names.sort_unstable();
-            names.dedup();
-            names.join(",")
-        }
-    }
-}
-
-/// Header conditions as a set, `name=value` sorted.
-fn headers(h: &[(http::HeaderName, http::HeaderValue)]) -> String {
-    if h.is_empty() {
-        return NONE.to_owned();
-    }
-    let mut pairs: Vec<String> = h
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.to_str().unwrap_or("?")))
-        .collect();
-    pairs.sort_unstable();
-    format!("{{{}}}", pairs.join(", "))
-}
-
-/// `(rewrite, strip_prefix)` as text.
-fn path_map(p: &crate::router::PathMap) -> (String, String) {
-    use crate::router::PathMap;
-    match p {
-        PathMap::Keep => (NONE.to_owned(), NONE.to_owned()),
-        PathMap::Strip { prefix } => (NONE.to_owned(), prefix.clone()),
-        PathMap::Rewrite { template, .. } => (template.clone(), NONE.to_owned()),
-    }
-}
-
-/// A duration the way the file writes it: `250ms`, `2s`, `5m`, `1h`, `1m30s`.
-fn duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
-
-/// A size the way the file writes it: `16MiB`, `64KiB`, `1000B`.
-fn size(n: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (unit, name) in UNITS {
-        if n >= unit && n % unit == 0 {
-            return format!("{}{name}", n / unit);
-        }
-    }
-    format!("{n}B")
-}
+mod text;
 
 #[cfg(test)]
 mod tests;
