@@ -20,6 +20,7 @@ use http::uri::Authority;
 
 use crate::router::{Conditions, PathMap, Pattern};
 pub use diff::ConfigDiff;
+pub use reader::suggestion;
 pub use source::{ConfigError, Located, SourceFile};
 
 /// A validated config.
