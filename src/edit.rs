@@ -77,7 +77,7 @@ pub enum ShiftError {
         known: String,
     },
     #[error(
-        "{file}:{line}: route \"{route}\" has no shift: add `shift = {{ to = \"UPSTREAM\", percent = N }}` to it first"
+        "{file}:{line}:1: route \"{route}\" has no shift: add `shift = {{ to = \"UPSTREAM\", percent = N }}` to it first"
     )]
     NoShift {
         file: String,

@@ -123,7 +123,7 @@ fn a_route_without_shift_says_how_to_add_one() {
     let err = edit_shift(&src(MESSY), "static", 2500).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "f.toml:28: route \"static\" has no shift: add `shift = { to = \"UPSTREAM\", percent = N }` to it first"
+        "f.toml:28:1: route \"static\" has no shift: add `shift = { to = \"UPSTREAM\", percent = N }` to it first"
     );
 }
 
