@@ -20,6 +20,9 @@
 //!   `/metrics` shows.
 //! - [`chunked`] follows the chunked transfer coding for both the smuggling
 //!   guard and the upstream client.
+//! - [`reload`] re-reads the file on SIGHUP, on change and on `POST
+//!   /admin/reload`, and says what changed; [`edit`] is `strangler shift`,
+//!   which changes one number in the file.
 //! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
 //!   bundled monolith and services; [`telemetry`] sets up logging.
 #![forbid(unsafe_code)]
@@ -28,6 +31,7 @@ pub mod admin;
 pub mod chunked;
 pub mod config;
 pub mod demo;
+pub mod edit;
 pub mod fallback;
 pub mod metrics;
 pub mod path;

@@ -1,4 +1,4 @@
-//! The `strangler` command line: run, check, explain, demo. Everything it does
+//! The `strangler` command line: run, check, explain, shift, demo. Everything it does
 //! lives in the library; this file parses arguments, sets up logging and the
 //! runtime, and turns errors into messages and exit codes.
 
@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use strangler::config::{Config, ConfigError, SourceFile};
+use strangler::config::{Config, ConfigDiff, ConfigError, SourceFile};
+use strangler::edit::{self, ShiftError};
 use strangler::telemetry::{self, LogFormat};
 use strangler::{demo, report, run};
 
@@ -40,8 +41,14 @@ enum Format {
 enum Command {
     /// Run the proxy.
     Run,
-    /// Validate the config and print the route table.
-    Check,
+    /// Validate the config and print the route table (or, with --against,
+    /// what changed since another version of it).
+    Check {
+        /// Instead of the route table, print what changes going from this
+        /// (older) file to --config: the lines a reload would log.
+        #[arg(long, value_name = "OLD")]
+        against: Option<PathBuf>,
+    },
     /// Show where one request would go.
     Explain {
         /// e.g. GET
@@ -51,6 +58,15 @@ enum Command {
         /// A request header, `name: value` (repeatable), e.g. -H 'host: shop.example.com'
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+    },
+    /// Set a route's shift.percent in the config file, keeping every comment
+    /// and the layout; a running proxy watching the file picks it up.
+    Shift {
+        /// The route's name (or its pattern, when it has no name).
+        route: String,
+        /// 0 to 100, at most two decimals, e.g. 25 or 12.5.
+        #[arg(allow_hyphen_values = true)]
+        percent: String,
     },
     /// Start the bundled monolith and services behind the proxy (config/demo.toml).
     Demo,
@@ -64,12 +80,18 @@ fn main() -> ExitCode {
     });
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => config_path(&cli.config).and_then(|p| run_proxy(&p)),
-        Command::Check => config_path(&cli.config).and_then(|p| check(&p)),
+        Command::Check { against: None } => config_path(&cli.config).and_then(|p| check(&p)),
+        Command::Check { against: Some(old) } => {
+            config_path(&cli.config).and_then(|p| check_against(&p, &old))
+        }
         Command::Explain {
             method,
             path,
             headers,
         } => config_path(&cli.config).and_then(|p| explain(&p, &method, &path, &headers)),
+        Command::Shift { route, percent } => {
+            config_path(&cli.config).and_then(|p| shift(&p, &route, &percent))
+        }
         Command::Demo => run_demo(cli.config.as_deref()),
     };
     match result {
@@ -148,6 +170,32 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     print_warnings(&config);
     print!("{}", report::route_table(&config));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check --config NEW --against OLD`: both must be valid; prints what a
+/// reload from OLD to NEW would log.
+fn check_against(new: &Path, old: &Path) -> anyhow::Result<ExitCode> {
+    let (old, new) = (load(old), load(new));
+    let (Ok(old), Ok(new)) = (old, new) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    print_warnings(&new);
+    print!("{}", ConfigDiff::between(&old, &new));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shift(path: &Path, route: &str, percent: &str) -> anyhow::Result<ExitCode> {
+    match edit::shift_file(path, route, percent) {
+        Ok(done) => {
+            println!("{done}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ShiftError::Config(e)) => {
+            print_config_error(&e);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn explain(

@@ -3,7 +3,8 @@
 //! unused upstreams go to stderr, and it still succeeds); a bad one prints
 //! every error as `FILE:LINE:COL: message` and exits 1, one test per class
 //! of mistake (unknown keys and upstreams, durations, sizes, duplicate names,
-//! patterns, invalid TOML, a missing file, several at once).
+//! patterns, invalid TOML, a missing file, several at once). With
+//! `--against OLD` it prints what a reload from OLD would change instead.
 
 mod support;
 
@@ -396,4 +397,93 @@ fn check_reports_all_three_mistakes_of_a_config() {
         d[2].message.contains("unknown upstream \"customer\""),
         "{out}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// check --against: what a reload from OLD to NEW would say
+
+#[test]
+fn check_against_prints_what_a_reload_would_change() {
+    let old = TempConfig::new("old", GOOD);
+    let new_text = GOOD
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:8081\"")
+        .replace(
+            "targets = [\"http://127.0.0.1:9101\"]",
+            "targets = [\"http://127.0.0.1:9101\", \"http://127.0.0.1:9102\"]",
+        )
+        .replace(
+            "upstream = \"customers\"",
+            "upstream = \"legacy\"\nshift = { to = \"customers\", percent = 10 }",
+        )
+        .replace(
+            "name = \"orders\"",
+            "name = \"orders-v2\"\nmethods = [\"GET\"]",
+        );
+    let new = TempConfig::new("new", &new_text);
+    let out = run(&["check", "--config", new.path(), "--against", old.path()]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.stderr, "", "{out}");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "[server]: listen 127.0.0.1:8080 -> 127.0.0.1:8081 (takes effect on restart)",
+            "upstream \"orders\": targets http://127.0.0.1:9101 -> http://127.0.0.1:9101, http://127.0.0.1:9102",
+            "route \"orders-v2\" added (GET /api/orders/{*rest} -> orders)",
+            "route \"orders\" removed",
+            "route \"customers\": upstream customers -> legacy",
+            "route \"customers\": shift (none) -> to customers, 10%",
+        ],
+        "{out}"
+    );
+
+    // Backwards, the same changes undone.
+    let out = run(&["check", "--config", old.path(), "--against", new.path()]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l == "route \"customers\": shift to customers, 10% -> (none)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_against_the_same_config_says_nothing_changed() {
+    let a = TempConfig::new("same-a", GOOD);
+    let b = TempConfig::new("same-b", &format!("# reformatted\n\n{GOOD}\n# end\n"));
+    let out = run(&["check", "--config", b.path(), "--against", a.path()]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.stdout, "nothing changed\n", "{out}");
+}
+
+#[test]
+fn check_against_reports_the_errors_of_both_files() {
+    let old = TempConfig::new("old-bad", &GOOD.replace("listen = ", "listn = "));
+    let new = TempConfig::new(
+        "new-bad",
+        &GOOD.replace("upstream = \"orders\"", "upstream = \"order\""),
+    );
+    let out = run(&["check", "--config", new.path(), "--against", old.path()]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "", "{out}");
+    let (old_lines, new_lines): (Vec<&str>, Vec<&str>) =
+        out.stderr.lines().partition(|l| l.starts_with(old.path()));
+    let old_d = diags(old.path(), &old_lines.join("\n"));
+    let new_d = diags(new.path(), &new_lines.join("\n"));
+    assert_eq!(old_d.len(), 1, "{out}");
+    assert_eq!((old_d[0].line, old_d[0].col), (2, 1), "{out}");
+    assert!(old_d[0].message.contains("unknown key `listn`"), "{out}");
+    assert_eq!(new_d.len(), 1, "{out}");
+    assert_eq!(new_d[0].line, 19, "{out}");
+    assert!(
+        new_d[0].message.contains("unknown upstream \"order\""),
+        "{out}"
+    );
+
+    // Only one of them bad: still exit 1, nothing printed on stdout.
+    let good = TempConfig::new("good-too", GOOD);
+    let out = run(&["check", "--config", good.path(), "--against", old.path()]);
+    assert_eq!(out.code, Some(1), "{out}");
+    assert_eq!(out.stdout, "", "{out}");
+    assert_eq!(diags(old.path(), &out.stderr).len(), 1, "{out}");
 }

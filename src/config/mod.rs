@@ -4,6 +4,7 @@
 //! Every problem carries `FILE:LINE:COL`, and all of them are reported at once.
 //! Unknown keys are errors: a typo must never be silently ignored.
 
+pub mod diff;
 mod parse;
 mod reader;
 mod route;
@@ -18,6 +19,8 @@ use http::HeaderValue;
 use http::uri::Authority;
 
 use crate::router::{Conditions, PathMap, Pattern};
+pub use diff::ConfigDiff;
+pub use reader::suggestion;
 pub use source::{ConfigError, Located, SourceFile};
 
 /// A validated config.
