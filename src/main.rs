@@ -214,21 +214,19 @@ fn explain(
 
 fn run_demo(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let default = Path::new("config/demo.toml");
-    let (name, text) = match path {
-        Some(p) => (
-            p.display().to_string(),
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-        None if default.exists() => (
-            default.display().to_string(),
-            std::fs::read_to_string(default).context("cannot read config/demo.toml")?,
-        ),
-        None => (
-            "(built-in demo config)".to_owned(),
-            demo::BUILTIN_CONFIG.to_owned(),
-        ),
+    let file = path.or(default.exists().then_some(default));
+    // A demo config read from a file is watched and reloaded like any other,
+    // so `strangler shift` and edits take effect live; the built-in copy
+    // (for a binary run outside the repository) is not.
+    let (name, config) = match file {
+        Some(p) => (p.display().to_string(), Config::load(p)),
+        None => {
+            let name = "(built-in demo config)".to_owned();
+            let src = SourceFile::new(name.clone(), demo::BUILTIN_CONFIG.to_owned());
+            (name, Config::parse(&src))
+        }
     };
-    let config = match Config::parse(&SourceFile::new(name.clone(), text)) {
+    let config = match config {
         Ok(c) => c,
         Err(e) => {
             print_config_error(&e);

@@ -271,9 +271,9 @@ fn free_ports(n: usize) -> Vec<u16> {
 #[tokio::test]
 async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
     let demo = std::fs::read_to_string(DEMO_TOML).expect("config/demo.toml");
-    let ports = free_ports(4);
+    let ports = free_ports(5);
     let mut text = demo.clone();
-    for (old, new) in ["8080", "9000", "9101", "9201"].iter().zip(&ports) {
+    for (old, new) in ["8080", "9000", "9101", "9201", "9901"].iter().zip(&ports) {
         assert!(
             text.contains(&format!("127.0.0.1:{old}")),
             "demo.toml uses {old}"
@@ -321,6 +321,30 @@ async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
         .await;
         assert_eq!(a.status, 200, "{}", a.text());
         assert_eq!(a.header("x-served-by"), Some(side), "{user}");
+    }
+
+    // The demo watches its file: `strangler shift` takes everyone back live.
+    let out = run(&["shift", "--config", f.path(), "customers", "0"]);
+    assert_eq!(out.code, Some(0), "{out}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let a = send(
+            &h1(),
+            http::Request::get(format!("{proxy}/api/customers/42"))
+                .header("cookie", "session=dave")
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await;
+        if a.header("x-served-by") == Some("legacy") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo never reloaded: {}",
+            p.transcript()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
     p.signal("TERM");
