@@ -346,11 +346,12 @@ fn route_changes(old: &Config, new: &Config) -> Changes {
 
 /// `GET /api/orders/{id} -> orders, shift 10% to orders-v2`.
 fn route_summary(c: &Config, r: &Route) -> String {
-    let mut s = format!(
-        "{} -> {}",
-        match_text(r),
-        c.upstreams[r.upstream].name.as_str()
-    );
+    let target = match (&r.compose, r.upstream) {
+        (Some(x), _) => x.summary(),
+        (None, Some(u)) => c.upstreams[u].name.clone(),
+        (None, None) => NONE.to_owned(),
+    };
+    let mut s = format!("{} -> {target}", match_text(r));
     if let Some(sh) = &r.shift {
         s.push_str(", shift ");
         s.push_str(&shift_text(c, sh));
@@ -389,7 +390,14 @@ fn route_settings(oc: &Config, o: &Route, nc: &Config, n: &Route) -> Vec<String>
     };
     cmp("host", host(&o.conditions.host), host(&n.conditions.host));
     let up = |c: &Config, i: usize| c.upstreams[i].name.clone();
-    cmp("upstream", up(oc, o.upstream), up(nc, n.upstream));
+    let own = |c: &Config, i: Option<usize>| i.map_or(NONE.to_owned(), |i| up(c, i));
+    cmp("upstream", own(oc, o.upstream), own(nc, n.upstream));
+    let compose = |c: &Config, r: &Route| {
+        r.compose
+            .as_ref()
+            .map_or(NONE.to_owned(), |x| x.detail(&c.upstreams))
+    };
+    cmp("compose", compose(oc, o), compose(nc, n));
     let (o_rw, o_strip) = path_map(&o.path_map);
     let (n_rw, n_strip) = path_map(&n.path_map);
     cmp("rewrite", o_rw, n_rw);

@@ -4,6 +4,7 @@
 //! Every problem carries `FILE:LINE:COL`, and all of them are reported at once.
 //! Unknown keys are errors: a typo must never be silently ignored.
 
+mod compose;
 pub mod diff;
 mod parse;
 mod reader;
@@ -19,6 +20,7 @@ use http::HeaderValue;
 use http::uri::Authority;
 
 use crate::router::{Conditions, PathMap, Pattern};
+pub use compose::{Compose, Leg, Merge};
 pub use diff::ConfigDiff;
 pub use reader::suggestion;
 pub use source::{ConfigError, Located, SourceFile};
@@ -136,8 +138,10 @@ pub struct Route {
     pub name: String,
     pub pattern: Pattern,
     pub conditions: Conditions,
-    /// Index into [`Config::upstreams`].
-    pub upstream: usize,
+    /// Index into [`Config::upstreams`]; `None` exactly when the route is composed.
+    pub upstream: Option<usize>,
+    /// The legs that answer a composed route (SPEC 2.5).
+    pub compose: Option<Compose>,
     pub path_map: PathMap,
     /// Overrides `server.request_timeout`.
     pub timeout: Option<Duration>,

@@ -372,8 +372,11 @@ fn warnings(
     for (i, u) in upstreams.iter().enumerate() {
         let used = default.is_some_and(|d| d.upstream == i)
             || routes.iter().any(|r| {
-                r.upstream == i
+                r.upstream == Some(i)
                     || r.fallback == Some(i)
+                    || r.compose
+                        .as_ref()
+                        .is_some_and(|c| c.legs.iter().any(|l| l.upstream == i))
                     || r.shift.as_ref().is_some_and(|s| s.to == i)
             });
         if !used {
@@ -390,7 +393,7 @@ fn warnings(
         }
     }
     for r in routes {
-        if r.fallback == Some(r.upstream) && r.shift.is_none() {
+        if r.fallback.is_some() && r.fallback == r.upstream && r.shift.is_none() {
             out.push(at_line(
                 r.line,
                 format!(

@@ -7,6 +7,7 @@ use std::ops::Range;
 use http::{HeaderName, HeaderValue, Method};
 use toml::de::DeTable;
 
+use super::compose::parse_compose;
 use super::parse::{not_yet, upstream_ref};
 use super::reader::{Diags, SpannedStr, TableReader};
 use super::source::SourceFile;
@@ -15,7 +16,7 @@ use crate::router::{Conditions, HostMatch, PathMap, Pattern};
 
 /// Route keys SPEC defines whose features this build does not have yet. They
 /// are refused, not ignored, so nobody believes a ramp or a shadow is running.
-const ROUTE_NOT_YET: &[&str] = &["shadow", "compose", "async"];
+const ROUTE_NOT_YET: &[&str] = &["shadow", "async"];
 
 /// Reads one `[[routes]]` table (the `index`-th, at `span`); `None` when it
 /// has errors, which are recorded in `diags`. Also returns the span to blame
@@ -104,13 +105,50 @@ pub(super) fn parse_route(
             None
         }
     });
-    let upstream = match r.string("upstream") {
-        Some(s) => upstream_ref(&s, &what, names, diags),
-        None => {
-            diags.error(span.clone(), format!("{what}: `upstream` is missing"));
+    let compose = r.table("compose");
+    // `Some(None)`: a composed route, which has no upstream of its own.
+    let upstream = match (r.string("upstream"), &compose) {
+        (Some(s), None) => upstream_ref(&s, &what, names, diags).map(Some),
+        (None, Some(_)) => Some(None),
+        (Some(s), Some(_)) => {
+            diags.error(
+                s.span(),
+                format!("{what}: a composed route takes no `upstream`: each leg names its own"),
+            );
+            None
+        }
+        (None, None) => {
+            diags.error(
+                span.clone(),
+                format!("{what}: `upstream` is missing (or `[routes.compose]` legs)"),
+            );
             None
         }
     };
+    let compose = compose.map(|(t, cspan)| {
+        let params: Vec<String> = pattern
+            .as_ref()
+            .map(|p| p.params().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        parse_compose(t, cspan, &params, names, &what, diags)
+    });
+    if compose.is_some() {
+        for key in [
+            "rewrite",
+            "strip_prefix",
+            "shift",
+            "fallback",
+            "fallback_on",
+        ] {
+            if let Some(v) = t.get(key) {
+                diags.error(
+                    v.span(),
+                    format!("{what}: `{key}` does not apply to a composed route (its legs have their own paths and upstreams)"),
+                );
+            }
+        }
+    }
     let rewrite = r.string("rewrite");
     let strip = r.string("strip_prefix");
     let path_map = match (&pattern, &rewrite, &strip) {
@@ -141,7 +179,7 @@ pub(super) fn parse_route(
     let timeout = r.duration("timeout");
     let shift = r
         .table("shift")
-        .map(|(t, span)| parse_shift(t, span, upstream, names, &what, diags));
+        .map(|(t, span)| parse_shift(t, span, upstream.flatten(), names, &what, diags));
     let fallback = r
         .string("fallback")
         .map(|s| upstream_ref(&s, &what, names, diags));
@@ -179,6 +217,10 @@ pub(super) fn parse_route(
             host,
         },
         upstream: upstream?,
+        compose: match compose {
+            Some(c) => Some(c?),
+            None => None,
+        },
         path_map: path_map?,
         timeout,
         shift: match shift {

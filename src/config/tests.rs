@@ -41,7 +41,7 @@ fn a_valid_config_with_defaults() {
     assert_eq!(c.default, Some(Default { upstream: 0 }));
     let r = &c.routes[0];
     assert_eq!(r.name, "orders");
-    assert_eq!(r.upstream, 1);
+    assert_eq!(r.upstream, Some(1));
     assert_eq!(r.timeout, Some(Duration::from_secs(5)));
     assert_eq!(r.line, 12);
     assert_eq!(r.conditions.methods.as_ref().map(Vec::len), Some(2));
