@@ -111,6 +111,7 @@ impl Demo {
              \x20 curl -i -H 'x-strangler-side: customers' {proxy}/api/customers/42   # testers force a side\n\
              \x20 curl -i -H 'x-beta: 1' {proxy}/api/customers/42   # beta testers reach the customers service\n\
              \x20 curl -i {proxy}/v2/orders/1001                # a rewritten path\n\
+             \x20 curl -i {proxy}/api/order-details/1001        # one answer composed from three services\n\
              \x20 curl -i '{proxy}/api/%6Frders/./1001'          # another spelling, the same route\n\
              \x20 strangler explain --config {config_name} GET /api/orders/1001\n\
              \nCtrl-C stops everything.\n"

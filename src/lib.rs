@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod chunked;
+pub mod compose;
 pub mod config;
 pub mod demo;
 pub mod edit;

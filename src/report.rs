@@ -78,7 +78,11 @@ fn describe_target(config: &Config, r: &Route) -> String {
         }
         extras.push(text);
     }
-    let name = &config.upstreams[r.upstream].name;
+    let name = match (&r.compose, r.upstream) {
+        (Some(c), _) => c.summary(),
+        (None, Some(u)) => config.upstreams[u].name.clone(),
+        (None, None) => "-".to_owned(),
+    };
     let sides = match &r.shift {
         None => name.clone(),
         Some(shift) => {
@@ -119,7 +123,8 @@ fn explain_shift(
 ) -> Option<(String, Option<usize>)> {
     use crate::shift::Side;
     let shift = r.shift.as_ref()?;
-    let old = &config.upstreams[r.upstream].name;
+    let own = r.upstream?;
+    let old = &config.upstreams[own].name;
     let new = &config.upstreams[shift.to].name;
     let mut line = format!(
         "{old} {}% | {new} {}% (the file's shares; a ramp may have moved them)",
@@ -133,7 +138,7 @@ fn explain_shift(
     };
     let side_of = |side| match side {
         Side::New => (new.as_str(), shift.to),
-        Side::Old => (old.as_str(), r.upstream),
+        Side::Old => (old.as_str(), own),
     };
     let forced = shift
         .force_header
@@ -172,6 +177,45 @@ fn explain_shift(
         );
     }
     Some((line, goes_to))
+}
+
+/// The legs of a composed route, in the order they can start, each with what
+/// it waits for.
+fn explain_compose(out: &mut String, config: &Config, c: &crate::config::Compose, method: &Method) {
+    let merge = match c.merge {
+        crate::config::Merge::Nest => "nest",
+        crate::config::Merge::Flat => "flat",
+    };
+    let _ = writeln!(
+        out,
+        "compose    {} legs, merge {merge} ({method} answered 200 JSON)",
+        c.legs.len()
+    );
+    let width = c.legs.iter().map(|l| l.name.len() + 1).max().unwrap_or(0);
+    for &i in &c.order {
+        let l = &c.legs[i];
+        let name = format!("{}{}", l.name, if l.optional { "?" } else { "" });
+        let after = if l.deps.is_empty() {
+            "at once".to_owned()
+        } else {
+            let names: Vec<&str> = l.deps.iter().map(|&d| c.legs[d].name.as_str()).collect();
+            format!("after {}", names.join(", "))
+        };
+        let each = if l.path.each().is_some() {
+            ", once per element"
+        } else {
+            ""
+        };
+        let timeout = l
+            .timeout
+            .map(|t| format!(", timeout {}", humantime(t)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "leg        {name:<width$}  {} {} {}  ({after}{each}{timeout})",
+            l.method, config.upstreams[l.upstream].name, l.path
+        );
+    }
 }
 
 fn humantime(d: std::time::Duration) -> String {
@@ -261,8 +305,14 @@ pub fn explain(
             for (name, range) in r.pattern.params().zip(&m.captures) {
                 let _ = writeln!(out, "param      {name} = {}", &normal[range.clone()]);
             }
+            if let Some(c) = &r.compose {
+                explain_compose(&mut out, config, c, &method);
+                return Ok(out);
+            }
             let uri: http::Uri = with_query(&normal).parse().unwrap_or_default();
-            let mut upstream = r.upstream;
+            let Some(mut upstream) = r.upstream else {
+                return Ok(out);
+            };
             if let Some((line, goes_to)) = explain_shift(config, r, &uri, &map) {
                 let _ = writeln!(out, "shift      {line}");
                 upstream = goes_to.unwrap_or(upstream);

@@ -61,6 +61,11 @@ fn check_prints_the_route_table_in_matching_order() {
             "/api/customers/**",
             "legacy 75% | customers 25% (sticky cookie:session) (fallback legacy)",
         ],
+        [
+            "order-details",
+            "GET /api/order-details/{id}",
+            "compose(order, customer, stock?)",
+        ],
         ["(default)", "/**", "legacy"],
     ];
     assert_eq!(rows.len(), expected.len(), "one line per route: {out}");

@@ -323,6 +323,14 @@ async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
         assert_eq!(a.header("x-served-by"), Some(side), "{user}");
     }
 
+    // Composed from three services.
+    let a = get(&format!("{proxy}/api/order-details/1001")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["order"]["id"], 1001);
+    assert!(v["customer"]["name"].is_string(), "{v}");
+    assert!(v["stock"].as_array().is_some_and(|s| !s.is_empty()), "{v}");
+
     // The demo watches its file: `strangler shift` takes everyone back live.
     let out = run(&["shift", "--config", f.path(), "customers", "0"]);
     assert_eq!(out.code, Some(0), "{out}");

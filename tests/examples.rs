@@ -34,4 +34,8 @@ fn the_commented_example_is_valid_and_shifts_customers_with_a_ramp() {
 fn the_demo_config_is_valid() {
     let table = checks_clean("config/demo.toml");
     assert!(table.contains("legacy 75% | customers 25%"), "{table}");
+    assert!(
+        table.contains("compose(order, customer, stock?)"),
+        "{table}"
+    );
 }

@@ -120,7 +120,7 @@ fn route(config: &Config, r: &Route, state: Option<&ShiftState>) -> Value {
             "headers": headers,
             "host": c.host.as_ref().map(ToString::to_string),
         },
-        "upstream": config.upstreams[r.upstream].name,
+        "upstream": r.upstream.map(|u| &config.upstreams[u].name),
         "rewrite": rewrite,
         "strip_prefix": strip_prefix,
         "timeout": duration_text(r.timeout.unwrap_or(config.server.request_timeout)),
@@ -129,7 +129,7 @@ fn route(config: &Config, r: &Route, state: Option<&ShiftState>) -> Value {
         "fallback_on": r.fallback.map(|_| &r.fallback_on),
         "shift": shift,
         "shadow": Value::Null,
-        "compose": Value::Null,
+        "compose": r.compose.as_ref().map(|c| compose_json(config, c)),
     })
 }
 
@@ -238,6 +238,35 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// A composed route's legs, in file order, with what each reads from.
+fn compose_json(config: &Config, c: &crate::config::Compose) -> Value {
+    let legs: Vec<Value> = c
+        .legs
+        .iter()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "upstream": config.upstreams[l.upstream].name,
+                "method": l.method.as_str(),
+                "path": l.path.to_string(),
+                "optional": l.optional,
+                "timeout": l.timeout.map(duration_text),
+                "pick": l.pick,
+                "after": l.deps.iter().map(|&d| &c.legs[d].name).collect::<Vec<_>>(),
+                "each": l.path.each().map(ToString::to_string),
+            })
+        })
+        .collect();
+    json!({
+        "merge": match c.merge {
+            crate::config::Merge::Nest => "nest",
+            crate::config::Merge::Flat => "flat",
+        },
+        "legs": legs,
+        "start_order": c.order.iter().map(|&i| &c.legs[i].name).collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub enum ProxyError {
     Timeout { upstream: String, timeout: Duration },
     #[error("the request body could not be read from the client")]
     ClientBody(#[source] BoxError),
+    /// A required leg of a composed route failed (SPEC 2.5).
+    #[error(transparent)]
+    Compose(#[from] crate::compose::ComposeError),
     #[error("upstream \"{upstream}\" failed to answer")]
     Upstream {
         upstream: String,
@@ -76,6 +79,11 @@ impl ProxyError {
             }
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
             ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream-failed"),
+            ProxyError::Compose(e) => match e.failure.status() {
+                StatusCode::NOT_FOUND => (StatusCode::NOT_FOUND, "compose-leg-not-found"),
+                StatusCode::GATEWAY_TIMEOUT => (StatusCode::GATEWAY_TIMEOUT, "compose-leg-timeout"),
+                _ => (StatusCode::BAD_GATEWAY, "compose-leg-failed"),
+            },
         }
     }
 

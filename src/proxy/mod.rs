@@ -14,7 +14,7 @@
 
 pub mod body;
 pub mod error;
-mod forward;
+pub(crate) mod forward;
 pub mod headers;
 mod upgrade;
 
@@ -109,6 +109,7 @@ impl Proxy {
             route: None,
             upstream: None,
             fell_back_from: None,
+            legs: None,
             status: 0,
             problem: None,
             lease: None,
@@ -162,11 +163,33 @@ impl Proxy {
             Some(m) => {
                 let route = &snap.config.routes[m.route];
                 log.route = Some(m.route);
+                let timeout = route.timeout.unwrap_or(server.request_timeout);
+                let (Some(upstream), None) = (route.upstream, &route.compose) else {
+                    // 4-5. a composed route: its legs are its sides
+                    let params: Vec<(&str, String)> = route
+                        .pattern
+                        .params()
+                        .zip(&m.captures)
+                        .map(|(name, range)| (name, path[range.clone()].to_owned()))
+                        .collect();
+                    return composite(
+                        snap,
+                        route,
+                        &params,
+                        req,
+                        client_host,
+                        request_id,
+                        down,
+                        timeout,
+                        log,
+                    )
+                    .await;
+                };
                 (
                     Some(m.route),
-                    route.upstream,
+                    upstream,
                     route.path_map.apply(&path, &m.captures),
-                    route.timeout.unwrap_or(server.request_timeout),
+                    timeout,
                 )
             }
             None => match &snap.config.default {
@@ -252,6 +275,41 @@ impl Proxy {
     }
 }
 
+/// Phases 4-5 for a composed route (SPEC 2.5): the legs, merged. Its
+/// `route.compose` is `Some` (the router only sends such routes here).
+#[allow(clippy::too_many_arguments)]
+async fn composite(
+    snap: &Snapshot,
+    route: &crate::config::Route,
+    params: &[(&str, String)],
+    req: Request<Incoming>,
+    client_host: Option<HeaderValue>,
+    request_id: &HeaderValue,
+    down: &Downstream,
+    timeout: std::time::Duration,
+    log: &mut Completion,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let Some(compose) = &route.compose else {
+        return Err(ProxyError::NoRoute);
+    };
+    // Legs carry the client's headers, not its body: it is not read.
+    let (head, _body) = req.into_parts();
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let call = crate::compose::Call {
+        snap,
+        head: &head,
+        params: &params,
+        client_host,
+        request_id,
+        down,
+        timeout,
+    };
+    let mut report = crate::compose::Report::default();
+    let answer = crate::compose::answer(compose, &call, &mut report).await;
+    log.legs = Some(report.summary());
+    Ok(answer?)
+}
+
 /// How every attempt of one request is sent, whichever upstream it goes to.
 struct How<'a> {
     client_host: Option<HeaderValue>,
@@ -281,7 +339,7 @@ fn pick_side<'s>(
     let shift = r.shift.as_ref()?;
     let state = snap.shifts[route].as_deref()?;
     let names = [
-        snap.config.upstreams[r.upstream].name.as_str(),
+        snap.config.upstreams[r.upstream?].name.as_str(),
         snap.config.upstreams[shift.to].name.as_str(),
     ];
     let view = shift::Request {
@@ -514,6 +572,8 @@ struct Completion {
     upstream: Option<usize>,
     /// The upstream that failed first, when the request fell back.
     fell_back_from: Option<usize>,
+    /// A composite's legs and how each did (`order=200 stock=timeout`).
+    legs: Option<String>,
     status: u16,
     /// The problem type when the proxy answered itself.
     problem: Option<&'static str>,
@@ -553,6 +613,7 @@ impl OnComplete for Completion {
             complete,
             problem = self.problem,
             fell_back_from,
+            legs = self.legs.as_deref(),
             "request"
         );
         drop(self.lease);
