@@ -14,7 +14,10 @@ use std::sync::Arc;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet, prometheus_text};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::proxy::Proxy;
@@ -32,6 +35,56 @@ pub const RAMP_STOPPED: &str = "strangler_ramp_stopped";
 /// encoder appends it to every counter.
 pub const CONFIG_RELOADS: &str = "strangler_config_reloads";
 
+/// `strangler_compose_leg_duration_seconds{route, leg}`.
+pub const COMPOSE_LEG_DURATION: &str = "strangler_compose_leg_duration_seconds";
+/// `strangler_compose_leg_failures_total{route, leg}` (registered without `_total`).
+pub const COMPOSE_LEG_FAILURES: &str = "strangler_compose_leg_failures";
+
+/// `route` and `leg`.
+type LegLabels = [(&'static str, String); 2];
+
+/// The families requests record into, owned by the proxy (they outlive
+/// reloads, like the series Prometheus has already scraped) and shared with
+/// the registry.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    leg_duration: Family<LegLabels, Histogram>,
+    leg_failures: Family<LegLabels, Counter>,
+}
+
+impl Default for Recorded {
+    fn default() -> Self {
+        Recorded {
+            leg_duration: Family::new_with_constructor(|| {
+                Histogram::new(LEG_BUCKETS.iter().copied())
+            }),
+            leg_failures: Family::default(),
+        }
+    }
+}
+
+/// Upper bounds of the leg-duration buckets, in seconds: 1 ms to 10 s.
+const LEG_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Recorded {
+    /// One leg of a composite of `route` is done: how long it ran (`None`
+    /// when it never ran because a leg it reads from failed), and whether
+    /// it failed.
+    pub fn leg(&self, route: &str, leg: &str, took: Option<std::time::Duration>, failed: bool) {
+        let labels = [("route", route.to_owned()), ("leg", leg.to_owned())];
+        if let Some(took) = took {
+            self.leg_duration
+                .get_or_create(&labels)
+                .observe(took.as_secs_f64());
+        }
+        if failed {
+            self.leg_failures.get_or_create(&labels).inc();
+        }
+    }
+}
+
 /// Every metric family of one proxy.
 pub struct Metrics {
     registry: Registry,
@@ -42,8 +95,19 @@ impl Metrics {
     /// come from a file (the reload counters then stay at 0).
     pub fn new(proxy: Arc<Proxy>, reloader: Option<Arc<Reloader>>) -> Metrics {
         let mut registry = Registry::default();
+        let proxy_recorded = proxy.recorded.clone();
         registry.register_collector(Box::new(ShiftCollector { proxy }));
         registry.register_collector(Box::new(ReloadCollector { reloader }));
+        registry.register(
+            COMPOSE_LEG_DURATION,
+            "Time each leg of a composed route took, until its answer was read (or it failed)",
+            proxy_recorded.leg_duration.clone(),
+        );
+        registry.register(
+            COMPOSE_LEG_FAILURES,
+            "Legs of composed routes that failed (non-2xx, unreachable, timeout, not JSON, missing field)",
+            proxy_recorded.leg_failures.clone(),
+        );
         Metrics { registry }
     }
 

@@ -181,14 +181,14 @@ fn explain_shift(
 
 /// The legs of a composed route, in the order they can start, each with what
 /// it waits for.
-fn explain_compose(out: &mut String, config: &Config, c: &crate::config::Compose, method: &Method) {
+fn explain_compose(out: &mut String, config: &Config, c: &crate::config::Compose) {
     let merge = match c.merge {
         crate::config::Merge::Nest => "nest",
         crate::config::Merge::Flat => "flat",
     };
     let _ = writeln!(
         out,
-        "compose    {} legs, merge {merge} ({method} answered 200 JSON)",
+        "compose    {} legs, merge {merge}, one application/json answer",
         c.legs.len()
     );
     let width = c.legs.iter().map(|l| l.name.len() + 1).max().unwrap_or(0);
@@ -306,7 +306,7 @@ pub fn explain(
                 let _ = writeln!(out, "param      {name} = {}", &normal[range.clone()]);
             }
             if let Some(c) = &r.compose {
-                explain_compose(&mut out, config, c, &method);
+                explain_compose(&mut out, config, c);
                 return Ok(out);
             }
             let uri: http::Uri = with_query(&normal).parse().unwrap_or_default();
@@ -515,5 +515,45 @@ fallback_on = [404]
             keyless.contains("no cookie:session in the request"),
             "{keyless}"
         );
+    }
+
+    #[test]
+    fn explain_lists_the_legs_in_start_order() {
+        let c = Config::parse(&SourceFile::new(
+            "t.toml",
+            r#"
+[upstreams.orders]
+targets = ["http://127.0.0.1:9101"]
+[upstreams.legacy]
+targets = ["http://127.0.0.1:9000"]
+[[routes]]
+name = "details"
+path = "/d/{id}"
+[[routes.compose.legs]]
+name = "stock"
+upstream = "legacy"
+path = "/inventory/{order.lines.*.sku}"
+optional = true
+timeout = "300ms"
+[[routes.compose.legs]]
+name = "order"
+upstream = "orders"
+path = "/orders/{id}"
+"#,
+        ))
+        .unwrap();
+        let out = explain(&c, "GET", "/d/7", &[]).unwrap();
+        assert!(route_table(&c).contains("compose(stock?, order)"));
+        let legs: Vec<&str> = out.lines().filter(|l| l.starts_with("leg")).collect();
+        assert_eq!(
+            legs,
+            [
+                "leg        order   GET orders /orders/{id}  (at once)",
+                "leg        stock?  GET legacy /inventory/{order.lines.*.sku}  (after order, once per element, timeout 300ms)",
+            ],
+            "{out}"
+        );
+        assert!(out.contains("param      id = 7"), "{out}");
+        assert!(!out.contains("sends"), "{out}");
     }
 }

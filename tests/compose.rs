@@ -364,3 +364,53 @@ async fn legs_carry_the_clients_end_to_end_headers_not_its_body() {
     assert_eq!(h["accept"], "application/json");
     assert!(h.get("content-length").is_none(), "{h}");
 }
+
+#[tokio::test]
+async fn legs_are_timed_and_failures_counted_in_metrics() {
+    let b = backend("t").await;
+    let p = start(&format!(
+        "[server]\nadmin = \"127.0.0.1:0\"\n{}",
+        failing(&b, "/main/{id}", "/status/500")
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(&p.url("/c/1")).await.status, 200);
+    }
+    let admin = p.admin.unwrap();
+    let text = get(&format!("http://{admin}/metrics")).await.text();
+    for line in [
+        "# TYPE strangler_compose_leg_duration_seconds histogram",
+        "strangler_compose_leg_duration_seconds_count{route=\"/c/{id}\",leg=\"main\"} 3",
+        "strangler_compose_leg_duration_seconds_count{route=\"/c/{id}\",leg=\"extra\"} 3",
+        "# TYPE strangler_compose_leg_failures_total counter",
+        "strangler_compose_leg_failures_total{route=\"/c/{id}\",leg=\"extra\"} 3",
+        // Never sent (it reads the failed leg): counted as failed, not timed.
+        "strangler_compose_leg_failures_total{route=\"/c/{id}\",leg=\"later\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(
+        !text.contains("leg_duration_seconds_count{route=\"/c/{id}\",leg=\"later\"}"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("failures_total{route=\"/c/{id}\",leg=\"main\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_names_each_legs_outcome() {
+    let b = backend("t").await;
+    let mut p =
+        support::process::ProxyProcess::start(&failing(&b, "/main/{id}", "/status/500")).await;
+    let a = get(&p.url("/c/1")).await;
+    assert_eq!(a.status, 200);
+    let line = p.log_line(|v| v["target"] == "strangler::access").await;
+    assert_eq!(
+        line["legs"], "main=200 extra=status later=dependency_failed",
+        "{line}"
+    );
+    assert_eq!(line["route"], "/c/{id}");
+    assert_eq!(line["status"], 200);
+}

@@ -103,8 +103,30 @@ pub struct ComposeError {
 /// What one leg came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LegOutcome {
-    Done { status: u16, took: Duration },
-    Failed(LegFailure),
+    Done {
+        status: u16,
+        took: Duration,
+    },
+    Failed {
+        failure: LegFailure,
+        took: Duration,
+    },
+    /// Never sent: a leg it reads from failed.
+    Skipped(LegFailure),
+}
+
+impl LegOutcome {
+    /// How long the leg ran, when it did.
+    pub fn took(&self) -> Option<Duration> {
+        match self {
+            LegOutcome::Done { took, .. } | LegOutcome::Failed { took, .. } => Some(*took),
+            LegOutcome::Skipped(_) => None,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        !matches!(self, LegOutcome::Done { .. })
+    }
 }
 
 /// Everything about a composite the access log and metrics need.
@@ -127,7 +149,9 @@ impl Report {
             match outcome {
                 None => out.push_str("cancelled"),
                 Some(LegOutcome::Done { status, .. }) => out.push_str(&status.to_string()),
-                Some(LegOutcome::Failed(f)) => out.push_str(f.kind()),
+                Some(LegOutcome::Failed { failure, .. } | LegOutcome::Skipped(failure)) => {
+                    out.push_str(failure.kind());
+                }
             }
         }
         out
@@ -186,7 +210,7 @@ pub async fn answer(
                     .find(|&&d| matches!(results[d], Some(Err(()))))
                 {
                     let failure = LegFailure::DependencyFailed(compose.legs[bad].name.clone());
-                    report.legs[i].1 = Some(LegOutcome::Failed(failure.clone()));
+                    report.legs[i].1 = Some(LegOutcome::Skipped(failure.clone()));
                     if !leg.optional {
                         return Err(ComposeError {
                             leg: leg.name.clone(),
@@ -212,7 +236,7 @@ pub async fn answer(
         report.legs[i].1 = Some(outcome.clone());
         match (outcome, value) {
             (LegOutcome::Done { .. }, Some(v)) => results[i] = Some(Ok(Arc::new(v))),
-            (LegOutcome::Failed(failure), _) if !leg.optional => {
+            (LegOutcome::Failed { failure, .. }, _) if !leg.optional => {
                 return Err(ComposeError {
                     leg: leg.name.clone(),
                     failure,
@@ -266,7 +290,11 @@ async fn run_leg(
     let started = tokio::time::Instant::now();
     let paths = match paths(compose, leg, call, inputs) {
         Ok(p) => p,
-        Err(missing) => return (LegOutcome::Failed(LegFailure::Missing(missing)), None),
+        Err(missing) => {
+            let failure = LegFailure::Missing(missing);
+            let took = started.elapsed();
+            return (LegOutcome::Failed { failure, took }, None);
+        }
     };
     let result = match paths {
         Paths::One(path) => fetch(leg, call, path).await.map(|(s, v)| (s, pick(leg, v))),
@@ -284,7 +312,10 @@ async fn run_leg(
                         status = s;
                         out.push(pick(leg, v));
                     }
-                    Err(e) => return (LegOutcome::Failed(e), None),
+                    Err(failure) => {
+                        let took = started.elapsed();
+                        return (LegOutcome::Failed { failure, took }, None);
+                    }
                 }
             }
             Ok((status, Value::Array(out)))
@@ -298,7 +329,13 @@ async fn run_leg(
             },
             Some(value),
         ),
-        Err(e) => (LegOutcome::Failed(e), None),
+        Err(failure) => (
+            LegOutcome::Failed {
+                failure,
+                took: started.elapsed(),
+            },
+            None,
+        ),
     }
 }
 

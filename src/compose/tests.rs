@@ -135,7 +135,10 @@ fn failures_map_to_the_composite_status() {
             ),
             (
                 "stock".into(),
-                Some(LegOutcome::Failed(LegFailure::Timeout(Duration::ZERO))),
+                Some(LegOutcome::Failed {
+                    failure: LegFailure::Timeout(Duration::ZERO),
+                    took: Duration::ZERO,
+                }),
             ),
             ("customer".into(), None),
         ],

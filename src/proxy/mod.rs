@@ -48,6 +48,8 @@ pub struct Proxy {
     registry: Registry,
     /// Shares and ramps of shifted routes, by route name.
     pub shifts: ShiftStates,
+    /// Metric families requests record into.
+    pub recorded: crate::metrics::Recorded,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -70,6 +72,7 @@ impl Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             shifts,
+            recorded: crate::metrics::Recorded::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
@@ -182,6 +185,7 @@ impl Proxy {
                         down,
                         timeout,
                         log,
+                        &self.recorded,
                     )
                     .await;
                 };
@@ -288,6 +292,7 @@ async fn composite(
     down: &Downstream,
     timeout: std::time::Duration,
     log: &mut Completion,
+    recorded: &crate::metrics::Recorded,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let Some(compose) = &route.compose else {
         return Err(ProxyError::NoRoute);
@@ -307,6 +312,11 @@ async fn composite(
     let mut report = crate::compose::Report::default();
     let answer = crate::compose::answer(compose, &call, &mut report).await;
     log.legs = Some(report.summary());
+    for (leg, outcome) in &report.legs {
+        if let Some(o) = outcome {
+            recorded.leg(&route.name, leg, o.took(), o.failed());
+        }
+    }
     Ok(answer?)
 }
 
