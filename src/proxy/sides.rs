@@ -1,0 +1,227 @@
+//! Phases 4 and 5 of the journey for what is more than one plain call: the
+//! side a shifted route picks (and what the ramp is told of it), an attempt
+//! on one upstream, the replay on a route's fallback, and a composed route's
+//! legs. [`super::Proxy::journey`] calls these in order; each is one step.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::body::{RequestBody, ResponseBody};
+use super::{Completion, Downstream, ProxyError, forward};
+use crate::fallback;
+use crate::shift::state::ShiftState;
+use crate::shift::{self, Side};
+use crate::snapshot::Snapshot;
+use crate::upstream::Lease;
+use crate::upstream::body::UpstreamBody;
+
+/// Phases 4-5 for a composed route (SPEC 2.5): the legs, merged. Its
+/// `route.compose` is `Some` (the router only sends such routes here).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn composite(
+    snap: &Snapshot,
+    route: &crate::config::Route,
+    params: &[(&str, String)],
+    req: Request<Incoming>,
+    client_host: Option<HeaderValue>,
+    request_id: &HeaderValue,
+    down: &Downstream,
+    timeout: std::time::Duration,
+    log: &mut Completion,
+    recorded: &crate::metrics::Recorded,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let Some(compose) = &route.compose else {
+        return Err(ProxyError::NoRoute);
+    };
+    // Legs carry the client's headers, not its body: it is not read.
+    let (head, _body) = req.into_parts();
+    let params: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let call = crate::compose::Call {
+        snap,
+        head: &head,
+        params: &params,
+        client_host,
+        request_id,
+        down,
+        timeout,
+    };
+    let mut report = crate::compose::Report::default();
+    let answer = crate::compose::answer(compose, &call, &mut report).await;
+    log.legs = Some(report.summary());
+    for (leg, outcome) in &report.legs {
+        if let Some(o) = outcome {
+            recorded.leg(&route.name, leg, o.took(), o.failed());
+        }
+    }
+    Ok(answer?)
+}
+
+/// How every attempt of one request is sent, whichever upstream it goes to.
+pub(super) struct How<'a> {
+    pub(super) client_host: Option<HeaderValue>,
+    pub(super) request_id: &'a HeaderValue,
+    pub(super) upgrade: bool,
+    pub(super) timeout: std::time::Duration,
+    pub(super) connect_timeout: std::time::Duration,
+}
+
+/// A shifted route's choice for this request.
+#[derive(Clone, Copy)]
+pub(super) struct Shifted<'s> {
+    pub(super) state: &'s ShiftState,
+    pub(super) side: Side,
+    /// The new side's upstream.
+    pub(super) to: usize,
+}
+
+/// Phase 4 for a route that shifts: which side this request goes to.
+pub(super) fn pick_side<'s>(
+    snap: &'s Snapshot,
+    route: usize,
+    req: &Request<Incoming>,
+    down: &Downstream,
+) -> Option<Shifted<'s>> {
+    let r = &snap.config.routes[route];
+    let shift = r.shift.as_ref()?;
+    let state = snap.shifts[route].as_deref()?;
+    let names = [
+        snap.config.upstreams[r.upstream?].name.as_str(),
+        snap.config.upstreams[shift.to].name.as_str(),
+    ];
+    let view = shift::Request {
+        uri: req.uri(),
+        headers: req.headers(),
+        client_ip: down.remote.ip(),
+    };
+    let side = shift::choose(shift, state.basis_points(), names, &view);
+    Some(Shifted {
+        state,
+        side,
+        to: shift.to,
+    })
+}
+
+/// Tells the shift's window how the side did: time to the response head,
+/// and whether it failed (a 5xx, or no answer). The client's own failures
+/// (a body over the limit, a body that never came) are not the side's.
+pub(super) fn record(
+    shifted: Option<Shifted<'_>>,
+    started: Instant,
+    sent: &Result<(Response<UpstreamBody>, Lease), ProxyError>,
+) {
+    let Some(s) = shifted else { return };
+    let failed = match sent {
+        Ok((resp, _)) => resp.status().is_server_error(),
+        Err(ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody(_)) => return,
+        Err(_) => true,
+    };
+    s.state.window.record(s.side, started.elapsed(), failed);
+}
+
+/// One attempt: a target of `upstream`, the request built for it, sent.
+pub(super) async fn attempt(
+    snap: &Snapshot,
+    upstream: usize,
+    parts: http::request::Parts,
+    body: RequestBody,
+    path: String,
+    how: &How<'_>,
+    down: &Downstream,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
+    let pool = &snap.pools[upstream];
+    let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
+        upstream: pool.name.clone(),
+    })?;
+    let req = forward::build(
+        parts,
+        body,
+        forward::Outbound {
+            lease: &lease,
+            path,
+            client_host: how.client_host.clone(),
+            request_id: how.request_id,
+            upgrade: how.upgrade,
+        },
+        down,
+    )?;
+    let resp = forward::send(&lease, req, how.upgrade, how.timeout, how.connect_timeout).await?;
+    Ok((resp, lease))
+}
+
+/// The first attempt of a request that may fall back.
+pub(super) struct First<'s> {
+    pub(super) upstream: usize,
+    pub(super) path: String,
+    pub(super) shifted: Option<Shifted<'s>>,
+}
+
+/// Phase 5 for a route with `fallback`: holds the body (up to
+/// [`fallback::REPLAY_LIMIT`]), sends to the chosen upstream, and replays on
+/// the fallback when [`fallback::should_replay`] says so.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn with_fallback(
+    snap: &Snapshot,
+    first: First<'_>,
+    (to, fallback_on): (usize, &Vec<u16>),
+    parts: http::request::Parts,
+    body: Incoming,
+    how: &How<'_>,
+    down: &Downstream,
+    log: &mut Completion,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
+    let max_body = snap.config.server.max_request_body;
+    let held = if http_body::Body::is_end_stream(&body) {
+        fallback::Held::Whole(bytes::Bytes::new())
+    } else {
+        fallback::hold(&parts.headers, body, max_body).await?
+    };
+    let (body, replay, tripped) = match held {
+        fallback::Held::Whole(bytes) => (RequestBody::full(bytes.clone()), Some(bytes), None),
+        fallback::Held::TooLarge { read, rest } => {
+            let flag = (!parts.headers.contains_key(header::CONTENT_LENGTH))
+                .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+            let body = match rest {
+                Some(rest) => RequestBody::resumed(read, rest, max_body, flag.clone()),
+                None => RequestBody::full(read),
+            };
+            (body, None, flag)
+        }
+    };
+    let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
+    let idempotent = fallback::is_idempotent(&parts.method);
+    let started = Instant::now();
+    let sent = attempt(snap, first.upstream, parts, body, first.path, how, down).await;
+    record(first.shifted, started, &sent);
+    if tripped.is_some_and(|t| t.load(Ordering::Acquire)) {
+        return Err(ProxyError::BodyTooLarge { limit: max_body });
+    }
+    let Some((bytes, head, path)) = again else {
+        return sent;
+    };
+    let outcome = match &sent {
+        Ok((resp, _)) => fallback::Outcome::Answered(resp.status().as_u16()),
+        Err(e) => match fallback::Outcome::of_error(e) {
+            Some(o) => o,
+            None => return sent,
+        },
+    };
+    if !fallback::should_replay(outcome, idempotent, fallback_on) {
+        return sent;
+    }
+    tracing::info!(
+        request_id = how.request_id.to_str().unwrap_or("-"),
+        from = snap.config.upstreams[first.upstream].name,
+        to = snap.config.upstreams[to].name,
+        outcome = ?outcome,
+        "falling back"
+    );
+    // The first answer (a status in `fallback_on`) is dropped unread.
+    drop(sent);
+    log.upstream = Some(to);
+    log.fell_back_from = Some(first.upstream);
+    attempt(snap, to, head, RequestBody::full(bytes), path, how, down).await
+}
