@@ -30,7 +30,8 @@ REPO = os.path.dirname(HERE)
 HOST = "127.0.0.1"
 BACKEND_PORT = 18000
 PORTS = {"direct": BACKEND_PORT, "nginx": 18001, "haproxy": 18002, "caddy": 18003,
-         "strangler": 18004, "strangler-r10": 18005, "strangler-r10k": 18006, "strangler-log": 18007}
+         "strangler": 18004, "strangler-r10": 18005, "strangler-r10k": 18006, "strangler-log": 18007,
+         "strangler-compose": 18008, "legacy-stub": 18009}
 TARGET_ORDER = ["direct", "nginx", "haproxy", "caddy", "strangler", "strangler-log"]
 ROUTE_TARGETS = ["strangler-r10", "strangler-r10k"]
 LOAD_CPU, PROXY_CPU = "0", "1"
@@ -46,6 +47,16 @@ CHECK_LATE = ["/10m", "/100m"]                  # verified after the run (keeps 
 HIT_SVC = 7777
 ROUTES_PATH = f"/api/v1/svc{HIT_SVC}/items/42"
 
+# The compose scenarios (SPEC 2.5): strangler-compose answers a composed route of three
+# independent legs (no leg reads another) and a plain route to the same origin.
+#   compose-latency: legs on legacy-stub's /delay/{ms} (JSON echo after a fixed delay), at a fixed rate;
+#   compose-rps:     legs on the origin nginx's /json/{leg}/{id} (a small JSON object, no delay).
+COMPOSE = "strangler-compose"
+STUB = "legacy-stub"
+COMPOSE_LEGS = ("order", "customer", "stock")
+COMPOSE_ID = "42"
+COMPOSE_SCENARIOS = ("compose-latency", "compose-rps")
+
 # name -> (tool, path, connections, extra wrk args, headline metric, higher_is_better)
 SCENARIOS = {
     "small":    ("wrk", "/small", 64, [], "rps", True),
@@ -55,6 +66,9 @@ SCENARIOS = {
     "churn":    ("wrk", "/small", 16, ["-H", "Connection: close"], "rps", True),
     "bodygrow": ("wrk", None, 4, [], "rss_kb", False),       # one run per size in GROW_SIZES
     "routes":   ("wrk", ROUTES_PATH, 64, [], "rps", True),   # strangler-r10 vs strangler-r10k only
+    # direct / plain / composite: paths from compose_variants(); oha at --compose-rate
+    "compose-latency": ("oha", None, 16, [], "p50_ms", False),
+    "compose-rps":     ("wrk", None, 64, [], "rps", True),
 }
 SCENARIO_DOC = {
     "small":    "wrk -t1 -c64, keepalive, GET /small (6 B body): req/s",
@@ -66,6 +80,12 @@ SCENARIO_DOC = {
                 "peak RSS (VmHWM, reset before each size) during it",
     "routes":   "wrk -t1 -c64, keepalive, GET " + ROUTES_PATH + " (routed, rewritten to /small): "
                 "{small} routes vs {big} routes, req/s",
+    "compose-latency": "oha -q {crate} -c16 --latency-correction; direct = legacy-stub GET /delay/{delay}, "
+                       "plain = strangler-compose GET /plain/delay/{delay} (one call), composite = "
+                       "GET /compose/delay/{delay} (3 independent legs, each /delay/{delay}): latency ms",
+    "compose-rps":     "wrk -t1 -c64, keepalive; direct = origin GET /json/order/42, plain = strangler-compose "
+                       "GET /plain/json/42 (one call), composite = GET /compose/json/42 (3 independent legs, "
+                       "/json/{{order,customer,stock}}/42, merged): req/s",
 }
 
 STARTED = []  # Popen objects we own; the only things we ever signal
@@ -295,12 +315,12 @@ def run_oha(url, conns, duration, rate):
             "errors": errs + bad}, out
 
 
-def measure(tool, url, conns, extra, duration, watch_pids, args, wrk_timeout=5):
+def measure(tool, url, conns, extra, duration, watch_pids, args, wrk_timeout=5, rate=None):
     o0, c0, t0, w0 = user_proc_ticks(), cpu_stat(), tree_cpu_ticks(watch_pids), time.time()
     if tool == "wrk":
         res, raw = run_wrk(url, conns, duration, extra, wrk_timeout)
     else:
-        res, raw = run_oha(url, conns, duration, args.rate)
+        res, raw = run_oha(url, conns, duration, rate or args.rate)
     c1, t1, w1, o1 = cpu_stat(), tree_cpu_ticks(watch_pids), time.time(), user_proc_ticks()
     res["target_cpu_pct"] = 100.0 * (t1 - t0) / os.sysconf("SC_CLK_TCK") / (w1 - w0)
     res["other_cpu_pct"] = 100.0 * other_ticks(o0, o1) / os.sysconf("SC_CLK_TCK") / (w1 - w0)
@@ -373,14 +393,91 @@ def gen_routes(n):
     return "\n".join(parts)
 
 
-def strangler_config(rundir, name, port, routes=0):
+def strangler_config(rundir, name, port, routes=0, extra=""):
     text = render_text(os.path.join(HERE, "conf", "strangler.toml.tmpl"), subs(port, rundir))
     if routes:
         text += f"\n# {routes} generated routes (bench/run.py gen_routes)\n" + gen_routes(routes)
+    text += extra
     path = os.path.join(rundir, name + ".toml")
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def compose_routes(with_delay):
+    """strangler-compose's routes: for compose-rps, a plain route and a composite of three independent
+    legs on the origin's /json/...; with_delay adds the same pair on legacy-stub's /delay/{ms}
+    (compose-latency).  No leg reads another leg, so all three start at once."""
+    def composite(name, path, upstream, leg_path):
+        out = [f'[[routes]]\nname = "{name}"\npath = "{path}"\nmethods = ["GET"]\n\n'
+               '[routes.compose]\nmerge = "nest"\n']
+        for leg in COMPOSE_LEGS:
+            out.append(f'\n[[routes.compose.legs]]\nname = "{leg}"\nupstream = "{upstream}"\n'
+                       f'path = "{leg_path.replace("LEG", leg)}"\n')
+        return "".join(out)
+
+    parts = ["\n# compose-rps (bench/run.py compose_routes)\n",
+             route_block("plain-json", path="/plain/json/{id}", methods=["GET"], rewrite="/json/order/{id}"),
+             "\n", composite("compose-json", "/compose/json/{id}", "origin", "/json/LEG/{id}")]
+    if with_delay:
+        parts += ["\n# compose-latency\n[upstreams.stub]\n"
+                  f'targets = ["http://{HOST}:{PORTS[STUB]}"]\n\n',
+                  route_block("plain-delay", upstream="stub", path="/plain/delay/{ms}", methods=["GET"],
+                              rewrite="/delay/{ms}"),
+                  "\n", composite("compose-delay", "/compose/delay/{ms}", "stub", "/delay/{ms}")]
+    return "".join(parts)
+
+
+def compose_variants(sc, args):
+    """[(label, target, path)] measured in a compose scenario: the origin alone, the plain route, the composite."""
+    if sc == "compose-latency":
+        ms = args.compose_delay
+        return [("direct", STUB, f"/delay/{ms}"), ("plain", COMPOSE, f"/plain/delay/{ms}"),
+                ("composite", COMPOSE, f"/compose/delay/{ms}")]
+    return [("direct", "direct", f"/json/order/{COMPOSE_ID}"), ("plain", COMPOSE, f"/plain/json/{COMPOSE_ID}"),
+            ("composite", COMPOSE, f"/compose/json/{COMPOSE_ID}")]
+
+
+def get_json(port, path):
+    """(status, content-type, x-strangler-partial, parsed JSON or None)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=10) as r:
+            body, ctype, partial, status = r.read(), r.headers.get("content-type"), \
+                r.headers.get("x-strangler-partial"), r.status
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("content-type"), None, None
+    try:
+        return status, ctype, partial, json.loads(body)
+    except ValueError:
+        return status, ctype, partial, None
+
+
+def check_compose(scenarios, args):
+    """Before measuring: the plain routes answer the origin's JSON, and each composite answers 200
+    application/json with one object per leg, each the leg's own answer, and no failed leg.
+    Returns an error string or None."""
+    port = PORTS[COMPOSE]
+    _, _, _, want = get_json(BACKEND_PORT, f"/json/order/{COMPOSE_ID}")
+    checks = [(f"/plain/json/{COMPOSE_ID}", lambda v: v == want),
+              (f"/compose/json/{COMPOSE_ID}", lambda v: v == {leg: want for leg in COMPOSE_LEGS})]
+    if "compose-latency" in scenarios:
+        delay = f"/delay/{args.compose_delay}"
+        echo = lambda v: isinstance(v, dict) and v.get("path") == delay
+        checks += [(f"/plain/delay/{args.compose_delay}", echo),
+                   (f"/compose/delay/{args.compose_delay}",
+                    lambda v: isinstance(v, dict) and sorted(v) == sorted(COMPOSE_LEGS)
+                    and all(echo(v[leg]) for leg in COMPOSE_LEGS))]
+    if not isinstance(want, dict):
+        return f"origin GET /json/order/{COMPOSE_ID} did not answer a JSON object ({want!r:.80})"
+    for path, ok in checks:
+        try:
+            status, ctype, partial, v = get_json(port, path)
+        except OSError as e:
+            return f"GET {path}: {e}"
+        if status != 200 or partial or not (ctype or "").startswith("application/json") or not ok(v):
+            return (f"GET {path} gave {status} content-type={ctype} x-strangler-partial={partial} "
+                    f"body={json.dumps(v)[:200] if v is not None else '(not JSON)'}")
+    return None
 
 
 def subs(port, rundir):
@@ -426,8 +523,13 @@ def setup_targets(args, rundir, scenarios):
         started["caddy"] = (PORTS["caddy"], start("caddy", ["caddy", "run", "--adapter", "caddyfile",
                             "--config", c], PROXY_CPU, rundir, env))
 
-    def strangler(name, routes=0, level=None, extra=()):
-        cfg = strangler_config(rundir, name, PORTS[name], routes)
+    if "compose-latency" in scenarios:
+        # the delayed JSON origin of compose-latency: legacy-stub's test backend, on the load core
+        started[STUB] = (PORTS[STUB], start(STUB, [args.stub_bin, "test", "--listen", f"{HOST}:{PORTS[STUB]}",
+                                                   "--name", "bench"], LOAD_CPU, rundir))
+
+    def strangler(name, routes=0, level=None, extra=(), routes_text=""):
+        cfg = strangler_config(rundir, name, PORTS[name], routes, routes_text)
         env = dict(os.environ, RUST_LOG=level or args.rust_log)
         started[name] = (PORTS[name], start(name, [args.strangler_bin, "run", "--config", cfg, *extra],
                                             PROXY_CPU, rundir, env))
@@ -440,6 +542,8 @@ def setup_targets(args, rundir, scenarios):
     if "routes" in scenarios:
         strangler("strangler-r10", routes=args.routes_small)
         strangler("strangler-r10k", routes=args.routes_big)
+    if any(sc in scenarios for sc in COMPOSE_SCENARIOS):
+        strangler(COMPOSE, routes_text=compose_routes("compose-latency" in scenarios))
 
     slow = {"strangler-r10k": 90}  # 10k routes: parse + unreachable-route check at start-up
     for name, (port, p) in started.items():
@@ -450,6 +554,13 @@ def setup_targets(args, rundir, scenarios):
     idle = {t: tree_mem_kb(trees[t], "VmRSS") for t in started}
 
     for name, (port, p) in started.items():
+        if name == STUB:
+            continue
+        if name == COMPOSE:
+            err = check_compose(scenarios, args)
+            if err:
+                raise StartError(f"{COMPOSE}: {err}\n{log_tail(rundir, name)}")
+            continue
         if name in ROUTE_TARGETS:
             # the routed request must come back from the origin's /small via the rewrite
             try:
@@ -509,7 +620,7 @@ def summarize(runs):
         summary.setdefault(key, []).append(r)
     out = {}
     for (sc, size, t), rows in summary.items():
-        keys = [k for k in rows[0] if k not in ("scenario", "target", "round", "size")]
+        keys = [k for k in rows[0] if k not in ("scenario", "target", "round", "size", "measured", "path")]
         s = {k: med(rows, k) for k in keys}
         s["errors"] = sum(r["errors"] for r in rows)
         head = SCENARIOS[sc][4]
@@ -559,7 +670,8 @@ def grid(rows):
 
 def doc(sc, args):
     return SCENARIO_DOC[sc].format(rate=args.rate, gd=args.bodygrow_duration,
-                                   small=args.routes_small, big=args.routes_big)
+                                   small=args.routes_small, big=args.routes_big,
+                                   crate=args.compose_rate, delay=args.compose_delay)
 
 
 def table(summary, mem, args):
@@ -584,6 +696,24 @@ def table(summary, mem, args):
                 rows.append([t, fmt(s["p50_ms"], 3), fmt(s["p99_ms"], 3), fmt(s["p99.9_ms"], 3), fmt(s["rps"]),
                              pct(s["spread_pct"], 0), ratio(s[head], n), ratio(s[head], d)] + cpu(s)
                             + [str(s["errors"])])
+        elif sc == "compose-latency":
+            rows = [["variant", "path", "p50 ms", "p99 ms", "p99.9 ms", "rps", "spread", "p50 - plain",
+                     "tgt cpu%", "us/req", "cpu0%", "cpu1%", "other%", "err"]]
+            paths = {label: p for label, _, p in compose_variants(sc, args)}
+            plain = per.get("plain", {}).get("p50_ms")
+            for t, s in per.items():
+                over = None if plain is None or s["p50_ms"] is None else s["p50_ms"] - plain
+                rows.append([t, paths.get(t, "?"), fmt(s["p50_ms"], 3), fmt(s["p99_ms"], 3), fmt(s["p99.9_ms"], 3),
+                             fmt(s["rps"]), pct(s["spread_pct"], 0), "-" if over is None else f"{over:+.3f} ms"]
+                            + cpu(s) + [str(s["errors"])])
+        elif sc == "compose-rps":
+            rows = [["variant", "path", "req/s", "MiB/s", "spread", "vs plain", "tgt cpu%", "us/req", "cpu0%",
+                     "cpu1%", "other%", "limit", "err"]]
+            paths = {label: p for label, _, p in compose_variants(sc, args)}
+            base = per.get("plain", {}).get(head)
+            for t, s in per.items():
+                rows.append([t, paths.get(t, "?"), fmt(s["rps"]), fmt(s["mib_s"], 1), pct(s["spread_pct"]),
+                             ratio(s[head], base)] + cpu(s) + [limit(s, t), str(s["errors"])])
         elif sc == "routes":
             rows = [["target", "routes", "req/s", "spread", "vs r10", "tgt cpu%", "us/req", "cpu0%", "cpu1%",
                      "other%", "limit", "err"]]
@@ -612,7 +742,9 @@ def table(summary, mem, args):
         "(cpu0: load gen + origin, cpu1: proxy).  limit: proxy = proxy core saturated (fair); LOAD = load core\n"
         "saturated first, so req/s is only a floor for that proxy (compare us/req instead).  other% = CPU used\n"
         "meanwhile by processes outside the bench (shared machine); limit=busy when >= 10%: rerun that one.\n"
-        "Latency: lower is better.  bodygrow RSS/HWM are the worst round (max), MiB/s the median.")
+        "Latency: lower is better.  bodygrow RSS/HWM are the worst round (max), MiB/s the median.\n"
+        "compose-*: variant direct = the origin alone (legacy-stub / origin nginx; tgt cpu% is the origin's),\n"
+        "plain and composite = strangler-compose (tgt cpu% and us/req are strangler's, per client request).")
     return "\n".join(lines)
 
 
@@ -674,6 +806,25 @@ def summary_block(summary, mem, args, started):
         out.append(f"  routes    {args.routes_big:,}/{args.routes_small} routes req/s: {ratio(a, b)}"
                    f"  (target >= 0.95x: {verdict}; spread r10 {pct(g('routes', 'strangler-r10', 'spread_pct'))},"
                    f" r10k {pct(g('routes', 'strangler-r10k', 'spread_pct'))})")
+    if "compose-latency" in summary:
+        c, p = g("compose-latency", "composite", "p50_ms"), g("compose-latency", "plain", "p50_ms")
+        d = g("compose-latency", "direct", "p50_ms")
+        over = None if c is None or p is None else c - p
+        verdict = "-" if over is None else ("met" if over < 1.0 else "NOT met")
+        out.append(f"  compose   composite p50 - plain p50 at {args.compose_rate} req/s, 3 legs on "
+                   f"/delay/{args.compose_delay}: {'-' if over is None else f'{over:+.3f}'} ms"
+                   f"  (target < 1 ms: {verdict}; p50 composite {fmt(c, 3)} ms, plain {fmt(p, 3)} ms,"
+                   f" origin alone {fmt(d, 3)} ms; spread composite {pct(g('compose-latency', 'composite', 'spread_pct'))},"
+                   f" plain {pct(g('compose-latency', 'plain', 'spread_pct'))})")
+    if "compose-rps" in summary:
+        a, b = g("compose-rps", "composite", "rps"), g("compose-rps", "plain", "rps")
+        verdict = "-" if not a or not b else ("met" if a / b >= 0.33 else "NOT met")
+        lim = lambda t: limit(summary["compose-rps"][t], t) if t in summary["compose-rps"] else "-"
+        out.append(f"  compose   composite/plain req/s (3 legs on /json/...): {ratio(a, b)}"
+                   f"  (target >= 0.33x: {verdict}; {fmt(a)} vs {fmt(b)} req/s; us/req composite"
+                   f" {fmt(g('compose-rps', 'composite', 'cpu_us_per_req'), 1)}, plain"
+                   f" {fmt(g('compose-rps', 'plain', 'cpu_us_per_req'), 1)}; limit {lim('composite')}/{lim('plain')};"
+                   f" spread {pct(g('compose-rps', 'composite', 'spread_pct'))}/{pct(g('compose-rps', 'plain', 'spread_pct'))})")
     if "strangler-log" in started and "small" in summary:
         out.append(f"  accesslog strangler-log/strangler req/s (small): "
                    f"{ratio(g('small', 'strangler-log', 'rps'), g('small', 'strangler', 'rps'))}"
@@ -704,6 +855,13 @@ def main():
     ap.add_argument("--rate", type=int, default=2000, help="fixed request rate for the latency scenario")
     ap.add_argument("--routes-small", type=int, default=10, help="routes in the small routes config (>= 5)")
     ap.add_argument("--routes-big", type=int, default=10000, help="routes in the big routes config")
+    ap.add_argument("--compose-delay", type=int, default=20,
+                    help="ms the delayed origin waits before answering, per leg (compose-latency; default 20)")
+    ap.add_argument("--compose-rate", type=int, default=200,
+                    help="fixed request rate of compose-latency (default 200 req/s: 600 leg calls/s)")
+    ap.add_argument("--stub-bin", default=os.path.join(REPO, "target", "release", "legacy-stub"),
+                    help="legacy-stub binary, the delayed origin of compose-latency "
+                    "(default: target/release/legacy-stub in the repo)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds of idle between measurements")
     ap.add_argument("--start-timeout", type=float, default=20, help="seconds for a target to answer at start")
     ap.add_argument("--rundir", default="/tmp/bench-run", help="configs, pid files, logs (wiped at start)")
@@ -737,6 +895,21 @@ def main():
         print("NOTE: the routes scenario measures strangler only; skipped because strangler is not in --targets",
               file=sys.stderr)
         scenarios.remove("routes")
+    for sc in [sc for sc in COMPOSE_SCENARIOS if sc in scenarios]:
+        if "strangler" not in args.targets:
+            print(f"NOTE: the {sc} scenario measures strangler only; skipped because strangler is not in --targets",
+                  file=sys.stderr)
+            scenarios.remove(sc)
+    if "compose-latency" in scenarios and not shutil.which("oha"):
+        print("NOTE: oha not found on PATH: skipping the compose-latency scenario", file=sys.stderr)
+        scenarios.remove("compose-latency")
+    if "compose-latency" in scenarios:
+        args.stub_bin = os.path.abspath(args.stub_bin)
+        if not (os.path.isfile(args.stub_bin) and os.access(args.stub_bin, os.X_OK)):
+            print(f"ERROR: legacy-stub binary not found or not executable: {args.stub_bin}\n"
+                  f"  build it (cargo build --release), point --stub-bin at it, or leave compose-latency out",
+                  file=sys.stderr)
+            sys.exit(2)
     if uses_strangler:
         args.strangler_bin = os.path.abspath(args.strangler_bin)
         if not (os.path.isfile(args.strangler_bin) and os.access(args.strangler_bin, os.X_OK)):
@@ -750,6 +923,10 @@ def main():
     ports = [BACKEND_PORT] + [PORTS[t] for t in args.targets if t != "direct"]
     if "routes" in scenarios:
         ports += [PORTS[t] for t in ROUTE_TARGETS]
+    if any(sc in scenarios for sc in COMPOSE_SCENARIOS):
+        ports.append(PORTS[COMPOSE])
+    if "compose-latency" in scenarios:
+        ports.append(PORTS[STUB])
     busy = [p for p in ports if port_in_use(p)]
     if busy:
         sys.exit(f"ERROR: ports already in use on {HOST}: {busy} (stop whatever you started there first)")
@@ -784,8 +961,13 @@ def main():
 
         main_targets = [t for t in args.targets if t in started]
         proxies = [t for t in main_targets if t != "direct"]
-        plan = {sc: (ROUTE_TARGETS if sc == "routes" else proxies if sc == "bodygrow" else main_targets)
+        plan = {sc: (ROUTE_TARGETS if sc == "routes" else proxies if sc == "bodygrow"
+                     else [label for label, _, _ in compose_variants(sc, args)] if sc in COMPOSE_SCENARIOS
+                     else main_targets)
                 for sc in scenarios}
+        # (scenario, label) -> (target, path): a compose scenario measures several paths of one target
+        where = {(sc, label): (t, p) for sc in scenarios if sc in COMPOSE_SCENARIOS
+                 for label, t, p in compose_variants(sc, args)}
         for sc in [sc for sc in scenarios if not plan[sc]]:
             print(f"NOTE: no target for {sc} (it measures proxies only): skipped", file=sys.stderr)
             scenarios.remove(sc)
@@ -794,13 +976,17 @@ def main():
                                     if sc == "bodygrow" else args.duration + args.pause + 0.3)
                    for sc in scenarios) * args.rounds
         print(f"targets: {main_targets}" + (f" + {ROUTE_TARGETS}" if "routes" in scenarios else "")
+              + "".join(f" + {t}" for t in (COMPOSE, STUB) if t in started)
               + f"\nscenarios: {scenarios}\n{n_meas * args.rounds} measurements => ~{secs / 60:.1f} min", flush=True)
         print("idle RSS MiB: " + ", ".join(f"{t} {idle[t] / 1024:.1f}" for t in started), flush=True)
 
-        warm = {t: ROUTES_PATH if t in ROUTE_TARGETS else "/small" for t in started}
+        warm = {t: [(ROUTES_PATH if t in ROUTE_TARGETS else "/small", 64, 2)] for t in started}
+        for (sc, label), (t, path) in where.items():  # the compose paths too (fills the leg pools)
+            warm[t].append((path, 16, 1))
         for t in started:
             try:
-                run_wrk(f"http://{HOST}:{started[t][0]}{warm[t]}", 64, 2, [])  # warm-up, not recorded
+                for path, conns, secs in warm[t]:
+                    run_wrk(f"http://{HOST}:{started[t][0]}{path}", conns, secs, [])  # warm-up, not recorded
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print(f"ERROR: {t}: warm-up failed: {e}\n{log_tail(args.rundir, t)}", file=sys.stderr)
                 stop_all()
@@ -813,7 +999,8 @@ def main():
                 order = names[rnd % len(names):] + names[:rnd % len(names)]  # rotate start each round
                 tool, path, conns, extra, head, _ = SCENARIOS[sc]
                 for size in (GROW_SIZES if sc == "bodygrow" else [None]):
-                    for t in order:
+                    for label in order:
+                        t, path = where.get((sc, label), (label, SCENARIOS[sc][1]))
                         if t in dead:
                             continue
                         time.sleep(args.pause)
@@ -831,19 +1018,24 @@ def main():
                                        f"{res['mib_s'] or 0:,.0f}MiB/s")
                             else:
                                 res, _ = measure(tool, f"http://{HOST}:{port}{path}", conns, extra, args.duration,
-                                                 trees[t], args)
+                                                 trees[t], args,
+                                                 rate=args.compose_rate if sc == "compose-latency" else None)
                                 msg = f"{head}={res[head]:,.2f}" if res.get(head) is not None else f"{head}=-"
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             why = ""
                             if started[t][1].poll() is not None:
                                 dead.add(t)
                                 why = f" ({t} exited, rc={started[t][1].returncode}; not measured from then on)"
-                            problems.append(f"{t} {sc} {size or ''}: measurement failed{why}: {str(e).strip()[:300]}")
+                            what = size or (path if (sc, label) in where else "")
+                            problems.append(f"{t} {sc} {what}: measurement failed{why}: {str(e).strip()[:300]}")
                             print(f"WARNING: {problems[-1]}\n{log_tail(args.rundir, t)}", file=sys.stderr)
                             continue
-                        res.update(round=rnd + 1, scenario=sc, target=t)
+                        res.update(round=rnd + 1, scenario=sc, target=label)
+                        if (sc, label) in where:
+                            res.update(measured=t, path=path)
+                            msg = f"{path} {msg}"
                         runs.append(res)
-                        print(f"  r{rnd + 1} {sc:<8} {t:<14} {msg} tgt_cpu={res['target_cpu_pct']:.0f}% "
+                        print(f"  r{rnd + 1} {sc:<8} {label:<14} {msg} tgt_cpu={res['target_cpu_pct']:.0f}% "
                               f"cpu0={res['cpu0_busy_pct']:.0f}% cpu1={res['cpu1_busy_pct']:.0f}% "
                               f"other={res['other_cpu_pct']:.0f}% err={res['errors']}", flush=True)
                         if started[t][1].poll() is not None:
@@ -885,6 +1077,7 @@ def main():
             "rounds": args.rounds, "duration_s": args.duration, "bodygrow_duration_s": args.bodygrow_duration,
             "rate": args.rate, "targets": list(started), "routes": [args.routes_small, args.routes_big],
             "routes_path": ROUTES_PATH, "rust_log": args.rust_log,
+            "compose_delay_ms": args.compose_delay, "compose_rate": args.compose_rate,
             "scenarios": {s: doc(s, args) for s in scenarios}, "versions": versions(args)}
     base = os.path.join(args.out, f"run-{stamp}")
     with open(base + ".json", "w") as f:
