@@ -414,3 +414,33 @@ async fn the_access_log_names_each_legs_outcome() {
     assert_eq!(line["route"], "/c/{id}");
     assert_eq!(line["status"], 200);
 }
+
+#[tokio::test]
+async fn pick_shapes_the_answer_not_what_other_legs_read() {
+    let b = backend("t").await;
+    let p = start(&format!(
+        r#"
+[upstreams.t]
+targets = ["{}"]
+[[routes]]
+path = "/c"
+[[routes.compose.legs]]
+name = "a"
+upstream = "t"
+path = "/first"
+pick = ["method"]
+[[routes.compose.legs]]
+name = "b"
+upstream = "t"
+path = "/second/{{a.server}}"
+"#,
+        b.url()
+    ))
+    .await;
+    let a = get(&p.url("/c")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    // `b` read `a.server`, which `a`'s pick leaves out of the answer.
+    assert_eq!(v["a"], json!({"method": "GET"}));
+    assert_eq!(v["b"]["path"], "/second/t");
+}

@@ -297,7 +297,7 @@ async fn run_leg(
         }
     };
     let result = match paths {
-        Paths::One(path) => fetch(leg, call, path).await.map(|(s, v)| (s, pick(leg, v))),
+        Paths::One(path) => fetch(leg, call, path).await,
         Paths::Each(paths) => {
             let answers: Vec<Result<(u16, Value), LegFailure>> =
                 futures_util::stream::iter(paths.into_iter().map(|p| fetch(leg, call, p)))
@@ -310,7 +310,7 @@ async fn run_leg(
                 match a {
                     Ok((s, v)) => {
                         status = s;
-                        out.push(pick(leg, v));
+                        out.push(v);
                     }
                     Err(failure) => {
                         let took = started.elapsed();
@@ -465,8 +465,11 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
         .await
         .map_err(|e| match e {
             crate::proxy::ProxyError::Timeout { .. } => LegFailure::Timeout(timeout),
-            crate::proxy::ProxyError::Connect { .. }
-            | crate::proxy::ProxyError::ConnectTimeout { .. } => LegFailure::Unreachable,
+            // A timeout, like a plain route's 504, whichever clock ran out.
+            crate::proxy::ProxyError::ConnectTimeout { .. } => {
+                LegFailure::Timeout(connect_timeout.min(timeout))
+            }
+            crate::proxy::ProxyError::Connect { .. } => LegFailure::Unreachable,
             _ => LegFailure::Failed,
         })?;
     let status = resp.status().as_u16();
@@ -517,6 +520,18 @@ async fn read_bounded(mut body: crate::upstream::body::UpstreamBody) -> Result<B
     Ok(buf.freeze())
 }
 
+/// Keeps only the `pick`ed top-level fields of an answer (of each answer of
+/// a `*` leg). Applied when the composite is built: legs that read from this
+/// one see its whole answer.
+fn picked(leg: &Leg, v: Value) -> Value {
+    match v {
+        Value::Array(items) if leg.path.each().is_some() => {
+            Value::Array(items.into_iter().map(|i| pick(leg, i)).collect())
+        }
+        v => pick(leg, v),
+    }
+}
+
 /// Keeps only the `pick`ed top-level fields of an object answer.
 fn pick(leg: &Leg, v: Value) -> Value {
     match (&leg.pick, v) {
@@ -528,13 +543,14 @@ fn pick(leg: &Leg, v: Value) -> Value {
     }
 }
 
-/// The composite body: `nest` puts each leg's value under its name; `flat`
-/// merges the legs' objects in leg order (later legs win) and puts any
-/// other value (an array, a `null`) under the leg's name.
+/// The composite body, keys in file order: `nest` puts each leg's value
+/// (after `pick`) under its name; `flat` merges the legs' objects in leg
+/// order (later legs win) and puts any other value (an array, a `null`)
+/// under the leg's name.
 pub fn merge(compose: &Compose, values: Vec<Value>) -> Value {
     let mut out = Map::new();
     for (leg, v) in compose.legs.iter().zip(values) {
-        match (compose.merge, v) {
+        match (compose.merge, picked(leg, v)) {
             (Merge::Flat, Value::Object(m)) => out.extend(m),
             (_, v) => {
                 out.insert(leg.name.clone(), v);

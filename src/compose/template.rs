@@ -169,17 +169,21 @@ impl fmt::Display for Template {
     }
 }
 
+/// What a route parameter, a leg or a field step may be called in a
+/// placeholder: letters, digits, `_` and `-`.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn placeholder(inner: &str) -> Result<Source, TemplateError> {
     if inner.is_empty() {
         return Err(TemplateError::Empty);
     }
     let mut steps = inner.split('.');
     let head = steps.next().unwrap_or_default();
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
+    let name_ok = is_name;
     if head == "*" || head.starts_with('*') {
         return Err(TemplateError::BadStar(inner.to_owned()));
     }

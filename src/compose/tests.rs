@@ -88,6 +88,24 @@ fn nest_and_flat_merge() {
 }
 
 #[test]
+fn keys_keep_file_order_and_pick_shapes_only_the_output() {
+    let nest = compose(&DETAILS.replace("MERGE", "nest"));
+    let body = merge(
+        &nest,
+        vec![
+            json!({"status": "shipped", "id": 1}),
+            json!({"name": "Ada", "email": "a@x"}),
+            Value::Null,
+        ],
+    );
+    // The customer leg picks `name`; the answer keeps file order throughout.
+    assert_eq!(
+        serde_json::to_string(&body).unwrap(),
+        r#"{"order":{"status":"shipped","id":1},"customer":{"name":"Ada"},"stock":null}"#
+    );
+}
+
+#[test]
 fn pick_walk_and_scalars() {
     let c = compose(&DETAILS.replace("MERGE", "nest"));
     assert_eq!(
@@ -169,7 +187,8 @@ fn bad_compositions_are_config_errors() {
             leg("a", "/a/{sku}"),
             "`{sku}` is neither a parameter of the route's pattern (known: id)",
         ),
-        (leg("a", "/a/{id") , "has a `{` without its `}`"),
+        (leg("a", "/a/{id"), "has a `{` without its `}`"),
+        (leg("my leg", "/a"), "a leg name is letters, digits, `_` and `-`"),
         (leg("a", "a/{id}"), "must start with `/`"),
         (leg("a", "/a") + &leg("a", "/b"), "two legs are named \"a\""),
         (String::new(), "`upstream` is missing (or `[routes.compose]` legs)"),

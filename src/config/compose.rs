@@ -215,11 +215,11 @@ fn parse_leg(
         diags.error(span.clone(), format!("{what}: `name` is missing"));
     }
     if let Some(n) = &name_v
-        && (n.get_ref().is_empty() || n.get_ref().contains(['.', '{', '}', '*']))
+        && !crate::compose::template::is_name(n.get_ref())
     {
         diags.error(
             n.span(),
-            format!("{what}: a leg name must be non-empty, without `.`, `*` or braces (it is used as `{{name.field}}`)"),
+            format!("{what}: a leg name is letters, digits, `_` and `-` (it is written as `{{name.field}}` in other legs' paths)"),
         );
     }
     let upstream = match r.string("upstream") {
