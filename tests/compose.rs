@@ -444,3 +444,22 @@ path = "/second/{{a.server}}"
     assert_eq!(v["a"], json!({"method": "GET"}));
     assert_eq!(v["b"]["path"], "/second/t");
 }
+
+#[tokio::test]
+async fn a_leg_sends_its_own_method_without_a_body() {
+    let b = backend("t").await;
+    let p = start(&format!(
+        "[upstreams.t]\ntargets = [\"{}\"]\n[[routes]]\npath = \"/c\"\n[[routes.compose.legs]]\nname = \"search\"\nupstream = \"t\"\npath = \"/search\"\nmethod = \"POST\"\n",
+        b.url()
+    ))
+    .await;
+    let a = send(
+        &h1(),
+        Request::get(p.url("/c")).body(Full::default()).unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let leg = &a.json()["search"];
+    assert_eq!(leg["method"], "POST");
+    assert_eq!(leg["body_len"], 0);
+}
