@@ -42,6 +42,7 @@ pub mod report;
 pub mod router;
 pub mod run;
 pub mod server;
+pub mod shadow;
 pub mod shift;
 pub mod snapshot;
 pub mod telemetry;
