@@ -78,6 +78,18 @@ pub enum Held {
     TooLarge { read: Bytes, rest: Option<Incoming> },
 }
 
+/// [`hold`], for a body that may be empty (no read at all then).
+pub async fn hold_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    max_body: u64,
+) -> Result<Held, ProxyError> {
+    if http_body::Body::is_end_stream(&body) {
+        return Ok(Held::Whole(Bytes::new()));
+    }
+    hold(headers, body, max_body).await
+}
+
 /// Reads `body` up to [`REPLAY_LIMIT`] bytes. A declared `content-length`
 /// over the limit is not read at all. `max_body` (`max_request_body`) is
 /// enforced on what is read here; the rest of a streaming body is counted

@@ -106,6 +106,10 @@ fn describe_target(config: &Config, r: &Route) -> String {
             text
         }
     };
+    let sides = match &r.shadow {
+        Some(sh) => format!("{sides}  {}", sh.summary(&config.upstreams)),
+        None => sides,
+    };
     if extras.is_empty() {
         sides
     } else {

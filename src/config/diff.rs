@@ -398,6 +398,18 @@ fn route_settings(oc: &Config, o: &Route, nc: &Config, n: &Route) -> Vec<String>
             .map_or(NONE.to_owned(), |x| x.detail(&c.upstreams))
     };
     cmp("compose", compose(oc, o), compose(nc, n));
+    let shadow = |c: &Config, r: &Route| {
+        r.shadow.as_ref().map_or(NONE.to_owned(), |sh| {
+            let methods: Vec<&str> = sh.methods.iter().map(|m| m.as_str()).collect();
+            format!(
+                "{} (methods {}, calibrate {}%)",
+                sh.summary(&c.upstreams),
+                methods.join(","),
+                crate::config::percent_text(sh.calibrate_basis_points)
+            )
+        })
+    };
+    cmp("shadow", shadow(oc, o), shadow(nc, n));
     let (o_rw, o_strip) = path_map(&o.path_map);
     let (n_rw, n_strip) = path_map(&n.path_map);
     cmp("rewrite", o_rw, n_rw);

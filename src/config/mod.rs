@@ -151,6 +151,8 @@ pub struct Route {
     pub fallback: Option<usize>,
     /// The answers that count as failures for `fallback`; default 502, 503, 504.
     pub fallback_on: Vec<u16>,
+    /// Copies of requests sent to another upstream and compared (SPEC 2.4).
+    pub shadow: Option<Shadow>,
     /// Where the route starts in the file (1-based line), for messages.
     pub line: usize,
 }
@@ -216,6 +218,35 @@ impl std::default::Default for Ramp {
             min_requests: 100,
             max_mismatch_rate: 0.02,
         }
+    }
+}
+
+/// `shadow = { to, percent, methods, ignore, compare_headers, calibrate }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shadow {
+    /// Index into [`Config::upstreams`]: the service being verified.
+    pub to: usize,
+    /// Share of the route's requests copied, in hundredths of a percent.
+    pub basis_points: u16,
+    /// Methods copied; default GET, HEAD, OPTIONS (safe to send twice).
+    pub methods: Vec<http::Method>,
+    /// JSON pointers left out of the comparison.
+    pub ignore: crate::shadow::compare::Ignore,
+    /// Headers compared besides `content-type`.
+    pub compare_headers: Vec<http::HeaderName>,
+    /// Share of copied requests also sent to the primary a second time, to
+    /// learn which fields differ anyway (noise), in hundredths of a percent.
+    pub calibrate_basis_points: u16,
+}
+
+impl Shadow {
+    /// `shadow→customers 100%`: the route table's note (SPEC 1.1).
+    pub fn summary(&self, upstreams: &[Upstream]) -> String {
+        format!(
+            "shadow→{} {}%",
+            upstreams[self.to].name,
+            percent_text(self.basis_points)
+        )
     }
 }
 

@@ -374,6 +374,7 @@ fn warnings(
             || routes.iter().any(|r| {
                 r.upstream == Some(i)
                     || r.fallback == Some(i)
+                    || r.shadow.as_ref().is_some_and(|sh| sh.to == i)
                     || r.compose
                         .as_ref()
                         .is_some_and(|c| c.legs.iter().any(|l| l.upstream == i))

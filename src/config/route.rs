@@ -11,7 +11,8 @@ use super::compose::parse_compose;
 use super::parse::{not_yet, upstream_ref};
 use super::reader::{Diags, SpannedStr, TableReader};
 use super::source::SourceFile;
-use super::{DEFAULT_FALLBACK_ON, Ramp, Route, Shift, Sticky};
+use super::{DEFAULT_FALLBACK_ON, Ramp, Route, Shadow, Shift, Sticky};
+use crate::shadow::compare::Ignore;
 use crate::router::{Conditions, HostMatch, PathMap, Pattern};
 
 /// Route keys SPEC defines whose features this build does not have yet. They
@@ -197,6 +198,16 @@ pub(super) fn parse_route(
             codes
         }
     };
+    // Parsed and checked already; refused below until mirroring is wired in.
+    let shadow = r.table("shadow").map(|(t, sspan)| {
+        if compose.is_some() {
+            diags.error(
+                sspan.clone(),
+                format!("{what}: `shadow` does not apply to a composed route"),
+            );
+        }
+        parse_shadow(t, sspan, names, &what, diags)
+    });
     not_yet(&mut r, ROUTE_NOT_YET);
     r.finish();
 
@@ -232,6 +243,10 @@ pub(super) fn parse_route(
             None => None,
         },
         fallback_on: fallback_on?,
+        shadow: match shadow {
+            Some(s) => Some(s?),
+            None => None,
+        },
         line: src.location(span.start).0,
         pattern,
     };
@@ -396,6 +411,93 @@ fn sticky(s: &SpannedStr, what: &str, diags: &Diags) -> Result<Sticky, ()> {
             "unknown kind \"{other}\" (known: cookie, header, query, ip)"
         )),
     }
+}
+
+/// `shadow = { to, percent, methods, ignore, compare_headers, calibrate }`.
+fn parse_shadow(
+    t: &DeTable<'_>,
+    span: Range<usize>,
+    names: &[&str],
+    what: &str,
+    diags: &Diags,
+) -> Option<Shadow> {
+    let what = format!("{what}: shadow");
+    let mut r = TableReader::new(t, what.clone(), diags);
+    let to = match r.string("to") {
+        Some(s) => upstream_ref(&s, &what, names, diags),
+        None => {
+            diags.error(
+                span.clone(),
+                format!("{what}: `to` is missing (the upstream that gets the copies)"),
+            );
+            None
+        }
+    };
+    let percent = match r.number("percent", 0.0, 100.0) {
+        Some(p) => basis_points(&p, "percent", &what, diags),
+        None if t.get("percent").is_none() => {
+            diags.error(span.clone(), format!("{what}: `percent` is missing (0 to 100)"));
+            None
+        }
+        None => None,
+    };
+    let methods = match r.string_list("methods") {
+        None => Some(vec![Method::GET, Method::HEAD, Method::OPTIONS]),
+        Some(list) => {
+            let parsed: Vec<Option<Method>> = list.iter().map(|m| method(m, &what, diags)).collect();
+            if list.is_empty() {
+                diags.error(
+                    t.get("methods").map_or(span.clone(), |v| v.span()),
+                    format!("{what}: `methods` is empty; leave it out for GET, HEAD and OPTIONS"),
+                );
+            }
+            parsed.into_iter().collect::<Option<Vec<_>>>()
+        }
+    };
+    let ignore = match r.string_list("ignore") {
+        None => Some(Ignore::default()),
+        Some(list) => {
+            let mut ok = true;
+            for p in &list {
+                if let Err(e) = Ignore::parse(&[p.get_ref()]) {
+                    diags.error(p.span(), format!("{what}: `ignore`: {e}"));
+                    ok = false;
+                }
+            }
+            let texts: Vec<&str> = list.iter().map(|p| p.get_ref().as_str()).collect();
+            if ok { Ignore::parse(&texts).ok() } else { None }
+        }
+    };
+    let compare_headers = match r.string_list("compare_headers") {
+        None => Some(Vec::new()),
+        Some(list) => list
+            .iter()
+            .map(|h| {
+                HeaderName::from_bytes(h.get_ref().as_bytes())
+                    .map_err(|_| {
+                        diags.error(
+                            h.span(),
+                            format!("{what}: \"{}\" is not a header name", h.get_ref()),
+                        )
+                    })
+                    .ok()
+            })
+            .collect::<Option<Vec<_>>>(),
+    };
+    let calibrate = match r.number("calibrate", 0.0, 100.0) {
+        Some(c) => basis_points(&c, "calibrate", &what, diags),
+        None if t.get("calibrate").is_none() => Some(0),
+        None => None,
+    };
+    r.finish();
+    Some(Shadow {
+        to: to?,
+        basis_points: percent?,
+        methods: methods?,
+        ignore: ignore?,
+        compare_headers: compare_headers?,
+        calibrate_basis_points: calibrate?,
+    })
 }
 
 /// `fallback_on = [404, 502, ...]`: HTTP statuses that count as failures.

@@ -154,6 +154,21 @@ pub trait OnComplete: Send + Sync + 'static {
     fn complete(self: Box<Self>, bytes: u64, complete: bool);
 }
 
+/// Sees a response body's bytes as they go to the client, and its end: a
+/// shadow comparison's copy of the primary answer hangs off this.
+pub trait Tee: Send + Sync + 'static {
+    fn data(&mut self, data: &Bytes);
+    /// `complete` is false when the body ended early.
+    fn end(self: Box<Self>, complete: bool);
+}
+
+/// The client's request body as the journey holds it: still streaming, or
+/// read (up to [`crate::fallback::REPLAY_LIMIT`]) so it can be sent twice.
+pub enum ClientBody {
+    Streaming(Incoming),
+    Held(crate::fallback::Held),
+}
+
 enum Inner {
     Upstream(UpstreamBody),
     Full(Option<Bytes>),
@@ -166,6 +181,7 @@ pub struct ResponseBody {
     bytes: u64,
     done: bool,
     on_complete: Option<Box<dyn OnComplete>>,
+    tee: Option<Box<dyn Tee>>,
 }
 
 impl ResponseBody {
@@ -189,6 +205,7 @@ impl ResponseBody {
             bytes: 0,
             done: false,
             on_complete: None,
+            tee: None,
         }
     }
 
@@ -197,8 +214,16 @@ impl ResponseBody {
         self.on_complete = Some(f);
     }
 
+    /// Shows `t` every byte and the end of the body.
+    pub fn tee(&mut self, t: Box<dyn Tee>) {
+        self.tee = Some(t);
+    }
+
     fn finish(&mut self, complete: bool) {
         self.done = true;
+        if let Some(t) = self.tee.take() {
+            t.end(complete);
+        }
         if let Some(f) = self.on_complete.take() {
             f.complete(self.bytes, complete);
         }
@@ -222,6 +247,9 @@ impl Body for ResponseBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                    if let Some(t) = &mut this.tee {
+                        t.data(d);
+                    }
                 }
             }
             Poll::Ready(Some(Err(_))) => this.finish(false),

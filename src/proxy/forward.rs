@@ -11,12 +11,12 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body as _;
-use hyper::body::Incoming;
 
 use super::Downstream;
-use super::body::{BoxError, RequestBody};
+use super::body::{BoxError, ClientBody, RequestBody};
 use super::error::ProxyError;
 use super::headers;
+use crate::fallback::Held;
 use crate::upstream::body::UpstreamBody;
 use crate::upstream::conn::{self, SendError};
 use crate::upstream::h1::{self, RawConn};
@@ -37,20 +37,35 @@ pub struct Outbound<'a> {
 /// `max_body` while streaming (only a body without `content-length` can).
 pub fn client_body(
     parts: &Parts,
-    body: Incoming,
+    body: ClientBody,
     max_body: u64,
 ) -> (RequestBody, Option<Arc<AtomicBool>>) {
-    if body.is_end_stream() {
-        (RequestBody::empty(), None)
-    } else if parts.headers.contains_key(header::CONTENT_LENGTH) {
-        // hyper holds the body to its declared length, checked against the limit on accept.
-        (RequestBody::streaming(body, max_body, None), None)
-    } else {
-        let flag = Arc::new(AtomicBool::new(false));
-        (
-            RequestBody::streaming(body, max_body, Some(flag.clone())),
-            Some(flag),
-        )
+    let unbounded = !parts.headers.contains_key(header::CONTENT_LENGTH);
+    match body {
+        ClientBody::Streaming(body) if body.is_end_stream() => (RequestBody::empty(), None),
+        // hyper holds a body to its declared length, checked against the limit on accept.
+        ClientBody::Streaming(body) if !unbounded => {
+            (RequestBody::streaming(body, max_body, None), None)
+        }
+        ClientBody::Streaming(body) => {
+            let flag = Arc::new(AtomicBool::new(false));
+            (
+                RequestBody::streaming(body, max_body, Some(flag.clone())),
+                Some(flag),
+            )
+        }
+        ClientBody::Held(Held::Whole(bytes)) => (RequestBody::full(bytes), None),
+        ClientBody::Held(Held::TooLarge { read, rest: None }) => (RequestBody::full(read), None),
+        ClientBody::Held(Held::TooLarge {
+            read,
+            rest: Some(rest),
+        }) => {
+            let flag = unbounded.then(|| Arc::new(AtomicBool::new(false)));
+            (
+                RequestBody::resumed(read, rest, max_body, flag.clone()),
+                flag,
+            )
+        }
     }
 }
 

@@ -226,7 +226,11 @@ impl Proxy {
         };
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
-                let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
+                let (body, tripped) = forward::client_body(
+                    &parts,
+                    body::ClientBody::Streaming(body),
+                    server.max_request_body,
+                );
                 let started = Instant::now();
                 let sent = attempt(snap, upstream, parts, body, upstream_path, &how, down).await;
                 record(shifted, started, &sent);
@@ -245,6 +249,7 @@ impl Proxy {
                     path: upstream_path,
                     shifted,
                 };
+                let body = body::ClientBody::Streaming(body);
                 with_fallback(snap, first, (to, on), parts, body, &how, down, log).await?
             }
         };

@@ -3,14 +3,13 @@
 //! on one upstream, the replay on a route's fallback, and a composed route's
 //! legs. [`super::Proxy::journey`] calls these in order; each is one step.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{RequestBody, ResponseBody};
+use super::body::{ClientBody, RequestBody, ResponseBody};
 use super::{Completion, Downstream, ProxyError, forward};
 use crate::fallback;
 use crate::shift::state::ShiftState;
@@ -168,29 +167,21 @@ pub(super) async fn with_fallback(
     first: First<'_>,
     (to, fallback_on): (usize, &Vec<u16>),
     parts: http::request::Parts,
-    body: Incoming,
+    body: ClientBody,
     how: &How<'_>,
     down: &Downstream,
     log: &mut Completion,
 ) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
     let max_body = snap.config.server.max_request_body;
-    let held = if http_body::Body::is_end_stream(&body) {
-        fallback::Held::Whole(bytes::Bytes::new())
-    } else {
-        fallback::hold(&parts.headers, body, max_body).await?
+    let held = match body {
+        ClientBody::Held(held) => held,
+        ClientBody::Streaming(b) => fallback::hold_body(&parts.headers, b, max_body).await?,
     };
-    let (body, replay, tripped) = match held {
-        fallback::Held::Whole(bytes) => (RequestBody::full(bytes.clone()), Some(bytes), None),
-        fallback::Held::TooLarge { read, rest } => {
-            let flag = (!parts.headers.contains_key(header::CONTENT_LENGTH))
-                .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
-            let body = match rest {
-                Some(rest) => RequestBody::resumed(read, rest, max_body, flag.clone()),
-                None => RequestBody::full(read),
-            };
-            (body, None, flag)
-        }
+    let replay = match &held {
+        fallback::Held::Whole(bytes) => Some(bytes.clone()),
+        fallback::Held::TooLarge { .. } => None,
     };
+    let (body, tripped) = forward::client_body(&parts, ClientBody::Held(held), max_body);
     let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
     let idempotent = fallback::is_idempotent(&parts.method);
     let started = Instant::now();
