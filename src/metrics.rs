@@ -3,7 +3,7 @@
 //! types here; the admin listener serves what [`Metrics::encode`] returns.
 //!
 //! Values that already live in the proxy's state (a route's share, a ramp's
-//! status, the reload counters) are read from it at scrape time by a
+//! status, the shadow outcomes, the reload counters) are read from it at scrape time by a
 //! [`Collector`], never copied into a second set of counters that could drift.
 //! Families the hot path records into (requests, durations, ...) are meant to
 //! be owned by the proxy and registered in [`Metrics::new`] next to these.
@@ -31,6 +31,8 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 pub const SHIFT_PERCENT: &str = "strangler_shift_percent";
 /// `strangler_ramp_stopped{route}`: 1 while a breach has stopped the route's ramp.
 pub const RAMP_STOPPED: &str = "strangler_ramp_stopped";
+/// `strangler_shadow_total{route, outcome}` (registered without `_total`).
+pub const SHADOW: &str = "strangler_shadow";
 /// `strangler_config_reloads_total{result}`. Registered without `_total`: the
 /// encoder appends it to every counter.
 pub const CONFIG_RELOADS: &str = "strangler_config_reloads";
@@ -96,7 +98,10 @@ impl Metrics {
     pub fn new(proxy: Arc<Proxy>, reloader: Option<Arc<Reloader>>) -> Metrics {
         let mut registry = Registry::default();
         let proxy_recorded = proxy.recorded.clone();
-        registry.register_collector(Box::new(ShiftCollector { proxy }));
+        registry.register_collector(Box::new(ShiftCollector {
+            proxy: proxy.clone(),
+        }));
+        registry.register_collector(Box::new(ShadowCollector { proxy }));
         registry.register_collector(Box::new(ReloadCollector { reloader }));
         registry.register(
             COMPOSE_LEG_DURATION,
@@ -179,6 +184,40 @@ impl Collector for ShiftCollector {
     }
 }
 
+// === impl ShadowCollector ===
+
+/// Reads each shadow report's outcome counts: four series per route that
+/// has a report, sorted by route name.
+struct ShadowCollector {
+    proxy: Arc<Proxy>,
+}
+
+impl fmt::Debug for ShadowCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShadowCollector")
+    }
+}
+
+impl Collector for ShadowCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let reports = self.proxy.shadow.all();
+        let mut family = encoder.encode_descriptor(
+            SHADOW,
+            "Mirrored requests of shadowed routes by outcome: match, mismatch (a difference that is not noise), error (the shadow failed), skipped (not compared)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, report) in &reports {
+            for (outcome, n) in report.counts() {
+                family
+                    .encode_family(&[("route", route.as_str()), ("outcome", outcome.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None::<&Exemplar<NoLabelSet, u64>>)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 // === impl ReloadCollector ===
 
 /// Reads the reloader's counters; both series are always there.
@@ -214,6 +253,7 @@ impl Collector for ReloadCollector {
 mod tests {
     use super::*;
     use crate::config::{Config, SourceFile};
+    use crate::shadow::report::Outcome;
 
     const CONFIG: &str = r#"
 [upstreams.legacy]
@@ -299,5 +339,58 @@ shift = { to = "customers", percent = 12.5, ramp = { step = 5, every = "1m" } }
                 .unwrap()
                 .contains("strangler_ramp_stopped{route=\"cust\\\"omers\"} 0\n")
         );
+    }
+
+    #[test]
+    fn shadow_outcomes_are_counted_per_route_from_the_reports() {
+        use crate::shadow::compare::Difference;
+
+        let (proxy, m) = metrics();
+        // No report, no series; the family is still described.
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("# TYPE strangler_shadow_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("strangler_shadow_total{"), "{text}");
+
+        let reports = proxy
+            .shadow
+            .sync([("plain", "new"), ("cust\"omers", "new")]);
+        let plain = &reports["plain"];
+        let diff = Difference {
+            pointer: "/total".into(),
+            primary: Some(1.into()),
+            shadow: Some(2.into()),
+        };
+        assert_eq!(plain.compared(&[], "GET", "/plain"), Outcome::Match);
+        assert_eq!(plain.compared(&[], "GET", "/plain"), Outcome::Match);
+        assert_eq!(
+            plain.compared(&[diff], "GET", "/plain/1"),
+            Outcome::Mismatch
+        );
+        plain.error();
+        for _ in 0..3 {
+            plain.skipped();
+        }
+        let text = m.encode().unwrap();
+        for line in [
+            "strangler_shadow_total{route=\"plain\",outcome=\"match\"} 2",
+            "strangler_shadow_total{route=\"plain\",outcome=\"mismatch\"} 1",
+            "strangler_shadow_total{route=\"plain\",outcome=\"error\"} 1",
+            "strangler_shadow_total{route=\"plain\",outcome=\"skipped\"} 3",
+            // Every outcome of a route with a report, zero or not; labels escaped.
+            "strangler_shadow_total{route=\"cust\\\"omers\",outcome=\"match\"} 0",
+            "strangler_shadow_total{route=\"cust\\\"omers\",outcome=\"skipped\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        assert_eq!(text.matches("strangler_shadow_total{").count(), 8, "{text}");
+
+        // A route that stops shadowing loses its series.
+        proxy.shadow.sync([("plain", "new")]);
+        let text = m.encode().unwrap();
+        assert!(!text.contains("omers\",outcome"), "{text}");
+        assert_eq!(text.matches("strangler_shadow_total{").count(), 4, "{text}");
     }
 }

@@ -1,6 +1,6 @@
 //! The admin listener (SPEC 4) over real sockets: health, the route and
-//! upstream views, reload, ramp resume, the bearer token in front of writes,
-//! `/metrics`, and the refusal to open the admin API beyond loopback without a
+//! upstream views, the shadow reports, reload, ramp resume, the bearer token
+//! in front of writes, `/metrics`, and the refusal to open the admin API beyond loopback without a
 //! token.
 
 mod support;
@@ -14,6 +14,8 @@ use http_body_util::Full;
 use serde_json::json;
 
 use strangler::config::Config;
+use strangler::shadow::compare::Difference;
+use strangler::shadow::report::{MIN_CALIBRATIONS, Outcome};
 use strangler::shift::state::RampStatus;
 use support::process::{TempConfig, run};
 use support::*;
@@ -303,6 +305,7 @@ async fn wrong_methods_get_405_with_allow() {
         ("GET", "/admin/routes/x/ramp/resume", "POST"),
         ("POST", "/admin/routes", "GET, HEAD"),
         ("DELETE", "/admin/upstreams", "GET, HEAD"),
+        ("POST", "/admin/shadow", "GET, HEAD"),
         ("POST", "/metrics", "GET, HEAD"),
         ("PUT", "/healthz", "GET, HEAD"),
     ] {
@@ -570,6 +573,112 @@ async fn metrics_show_shares_ramp_stops_and_reloads_in_prometheus_text() {
     for line in [
         "strangler_shift_percent{route=\"customers\"} 0.0",
         "strangler_ramp_stopped{route=\"customers\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn shadow_shows_each_reports_outcomes_pointers_noise_and_samples() {
+    let (proxy, _backends) = start_routes().await;
+    let admin = proxy.admin.unwrap();
+    // No route has a report yet.
+    let a = call("GET", admin, "/admin/shadow", None).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.header("content-type"), Some("application/json"));
+    assert_eq!(a.json(), json!({"routes": {}}));
+
+    let reports = proxy
+        .proxy
+        .shadow
+        .sync([("orders", "orders-v2"), ("customers", "customers")]);
+    let orders = &reports["orders"];
+    let diff = |pointer: &str, primary: serde_json::Value, shadow: serde_json::Value| Difference {
+        pointer: pointer.into(),
+        primary: Some(primary),
+        shadow: Some(shadow),
+    };
+    let stamp = |n: u64| diff("/generated_at", json!(n), json!(n + 1));
+    // Calibration sees the stamp differ between two primary answers every time.
+    for n in 0..MIN_CALIBRATIONS {
+        orders.calibrated(&[stamp(n)]);
+    }
+    for n in 0..4 {
+        assert_eq!(
+            orders.compared(&[stamp(n)], "GET", "/api/orders/1"),
+            Outcome::Match
+        );
+    }
+    assert_eq!(
+        orders.compared(
+            &[stamp(9), diff("/lines/2/price", json!(9.5), json!(9.05))],
+            "GET",
+            "/api/orders/7?full=1"
+        ),
+        Outcome::Mismatch
+    );
+    orders.error();
+    orders.skipped();
+
+    let a = call("GET", admin, "/admin/shadow", None).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let v = a.json();
+    let names: Vec<&String> = v["routes"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["customers", "orders"]);
+    let o = &v["routes"]["orders"];
+    assert_eq!(
+        o["outcomes"],
+        json!({"match": 4, "mismatch": 1, "error": 1, "skipped": 1})
+    );
+    assert_eq!(o["match_rate"], 0.8);
+    assert_eq!(
+        o["calibration"],
+        json!({"runs": MIN_CALIBRATIONS, "min_runs": MIN_CALIBRATIONS})
+    );
+    assert_eq!(
+        o["pointers"],
+        json!([
+            {
+                "pointer": "/generated_at",
+                "mismatches": 5,
+                "mismatch_rate": 1.0,
+                "noise": MIN_CALIBRATIONS,
+                "noise_rate": 1.0,
+                "classification": "noise",
+            },
+            {
+                "pointer": "/lines/*/price",
+                "mismatches": 1,
+                "mismatch_rate": 0.2,
+                "noise": 0,
+                "noise_rate": 0.0,
+                "classification": "mismatch",
+            },
+        ])
+    );
+    let samples = o["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0]["method"], "GET");
+    assert_eq!(samples[0]["path"], "/api/orders/7?full=1");
+    assert_eq!(
+        samples[0]["differences"],
+        json!([{"pointer": "/lines/2/price", "primary": 9.5, "shadow": 9.05}])
+    );
+    assert!(samples[0]["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        v["routes"]["customers"]["outcomes"],
+        json!({"match": 0, "mismatch": 0, "error": 0, "skipped": 0})
+    );
+
+    // The same counts in /metrics.
+    let text = call("GET", admin, "/metrics", None).await.text();
+    for line in [
+        "# TYPE strangler_shadow_total counter",
+        "strangler_shadow_total{route=\"orders\",outcome=\"match\"} 4",
+        "strangler_shadow_total{route=\"orders\",outcome=\"mismatch\"} 1",
+        "strangler_shadow_total{route=\"orders\",outcome=\"error\"} 1",
+        "strangler_shadow_total{route=\"orders\",outcome=\"skipped\"} 1",
+        "strangler_shadow_total{route=\"customers\",outcome=\"mismatch\"} 0",
     ] {
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
     }

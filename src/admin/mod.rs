@@ -10,6 +10,7 @@
 //! | `GET /metrics` | [`crate::metrics`] |
 //! | `GET /admin/routes`, `POST /admin/routes/{name}/ramp/resume` | [`routes`] |
 //! | `GET /admin/upstreams` | [`upstreams`] |
+//! | `GET /admin/shadow` | [`shadow`] |
 //! | `POST /admin/reload` | [`reload`] |
 //!
 //! Reads are open to whoever can reach the port; writes need
@@ -20,6 +21,7 @@ mod auth;
 mod error;
 mod reload;
 mod routes;
+mod shadow;
 mod upstreams;
 
 use std::convert::Infallible;
@@ -39,6 +41,7 @@ use crate::proxy::body::ResponseBody;
 use crate::proxy::headers::request_id;
 use crate::reload::Reloader;
 pub use error::AdminError;
+pub(crate) use routes::rfc3339;
 
 /// What the admin handlers share: the proxy whose state they show and change.
 struct Admin {
@@ -94,6 +97,7 @@ enum Endpoint {
     Metrics,
     Routes,
     Upstreams,
+    Shadow,
     Reload,
     /// `/admin/routes/{name}/ramp/resume`, the name still percent-encoded.
     Resume(String),
@@ -101,7 +105,8 @@ enum Endpoint {
 
 /// Every endpoint, for the 404 that lists them.
 const ENDPOINTS: &str = "GET /healthz, GET /metrics, GET /admin/routes, GET /admin/upstreams, \
-                         POST /admin/reload, POST /admin/routes/{name}/ramp/resume";
+                         GET /admin/shadow, POST /admin/reload, \
+                         POST /admin/routes/{name}/ramp/resume";
 
 impl Endpoint {
     fn parse(path: &str) -> Option<Endpoint> {
@@ -110,6 +115,7 @@ impl Endpoint {
             "/metrics" => Endpoint::Metrics,
             "/admin/routes" => Endpoint::Routes,
             "/admin/upstreams" => Endpoint::Upstreams,
+            "/admin/shadow" => Endpoint::Shadow,
             "/admin/reload" => Endpoint::Reload,
             _ => {
                 // A route name may hold `/` (it defaults to the pattern), sent
@@ -128,7 +134,11 @@ impl Endpoint {
     /// Writes change the proxy's state: POST only, and behind the token.
     fn is_write(&self) -> bool {
         match self {
-            Endpoint::Healthz | Endpoint::Metrics | Endpoint::Routes | Endpoint::Upstreams => false,
+            Endpoint::Healthz
+            | Endpoint::Metrics
+            | Endpoint::Routes
+            | Endpoint::Upstreams
+            | Endpoint::Shadow => false,
             Endpoint::Reload | Endpoint::Resume(_) => true,
         }
     }
@@ -200,6 +210,7 @@ impl Admin {
             }
             Endpoint::Routes => Ok(json(StatusCode::OK, &routes::list(&self.proxy))),
             Endpoint::Upstreams => Ok(json(StatusCode::OK, &upstreams::list(&self.proxy))),
+            Endpoint::Shadow => Ok(json(StatusCode::OK, &shadow::list(&self.proxy))),
             Endpoint::Reload => reload::reload(self.reloader.as_deref())
                 .await
                 .map(|v| json(StatusCode::OK, &v)),
@@ -241,6 +252,7 @@ mod tests {
         assert_eq!(p("/metrics"), Some(Endpoint::Metrics));
         assert_eq!(p("/admin/routes"), Some(Endpoint::Routes));
         assert_eq!(p("/admin/upstreams"), Some(Endpoint::Upstreams));
+        assert_eq!(p("/admin/shadow"), Some(Endpoint::Shadow));
         assert_eq!(p("/admin/reload"), Some(Endpoint::Reload));
         assert_eq!(
             p("/admin/routes/customers/ramp/resume"),

@@ -192,7 +192,7 @@ fn duration_text(d: Duration) -> String {
 }
 
 /// `2025-03-01T12:00:05Z`: a UTC time, to the second (RFC 3339).
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let days = secs / 86_400;
     let rem = secs % 86_400;

@@ -49,6 +49,8 @@ pub struct Proxy {
     pub shifts: ShiftStates,
     /// Metric families requests record into.
     pub recorded: crate::metrics::Recorded,
+    /// Shadow reports of shadowed routes, by route name.
+    pub shadow: crate::shadow::report::Reports,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -72,6 +74,7 @@ impl Proxy {
             registry,
             shifts,
             recorded: crate::metrics::Recorded::default(),
+            shadow: crate::shadow::report::Reports::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
