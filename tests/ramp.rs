@@ -205,3 +205,25 @@ async fn a_restarted_proxy_resumes_from_the_last_position() {
     second.exit().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn shadow_mismatches_stop_the_ramp() {
+    let (legacy, new) = (backend("legacy").await, backend("new").await);
+    // The two test backends name themselves in every answer: every
+    // comparison is a mismatch.
+    let text = ramped(&legacy.url(), &new.url(), 50, "").replace(
+        "upstream = \"legacy\"\nshift",
+        "upstream = \"legacy\"\nshadow = { to = \"new\", percent = 100 }\nshift",
+    );
+    assert!(text.contains("shadow ="), "{text}");
+    let p = start(&text).await;
+    let admin = p.admin.unwrap();
+    let load = traffic(p.url(""), "/api/ok");
+    let stopped = until(admin, "stopped", |r| {
+        r["shift"]["ramp"]["status"] == "stopped"
+    })
+    .await;
+    load.abort();
+    let reason = stopped["shift"]["ramp"]["reason"].as_str().unwrap();
+    assert!(reason.contains("max_mismatch_rate"), "{reason}");
+}

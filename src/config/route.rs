@@ -12,12 +12,12 @@ use super::parse::{not_yet, upstream_ref};
 use super::reader::{Diags, SpannedStr, TableReader};
 use super::source::SourceFile;
 use super::{DEFAULT_FALLBACK_ON, Ramp, Route, Shadow, Shift, Sticky};
-use crate::shadow::compare::Ignore;
 use crate::router::{Conditions, HostMatch, PathMap, Pattern};
+use crate::shadow::compare::Ignore;
 
 /// Route keys SPEC defines whose features this build does not have yet. They
 /// are refused, not ignored, so nobody believes a ramp or a shadow is running.
-const ROUTE_NOT_YET: &[&str] = &["shadow", "async"];
+const ROUTE_NOT_YET: &[&str] = &["async"];
 
 /// Reads one `[[routes]]` table (the `index`-th, at `span`); `None` when it
 /// has errors, which are recorded in `diags`. Also returns the span to blame
@@ -198,7 +198,6 @@ pub(super) fn parse_route(
             codes
         }
     };
-    // Parsed and checked already; refused below until mirroring is wired in.
     let shadow = r.table("shadow").map(|(t, sspan)| {
         if compose.is_some() {
             diags.error(
@@ -436,7 +435,10 @@ fn parse_shadow(
     let percent = match r.number("percent", 0.0, 100.0) {
         Some(p) => basis_points(&p, "percent", &what, diags),
         None if t.get("percent").is_none() => {
-            diags.error(span.clone(), format!("{what}: `percent` is missing (0 to 100)"));
+            diags.error(
+                span.clone(),
+                format!("{what}: `percent` is missing (0 to 100)"),
+            );
             None
         }
         None => None,
@@ -444,7 +446,8 @@ fn parse_shadow(
     let methods = match r.string_list("methods") {
         None => Some(vec![Method::GET, Method::HEAD, Method::OPTIONS]),
         Some(list) => {
-            let parsed: Vec<Option<Method>> = list.iter().map(|m| method(m, &what, diags)).collect();
+            let parsed: Vec<Option<Method>> =
+                list.iter().map(|m| method(m, &what, diags)).collect();
             if list.is_empty() {
                 diags.error(
                     t.get("methods").map_or(span.clone(), |v| v.span()),

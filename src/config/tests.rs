@@ -192,8 +192,20 @@ fn bad_patterns_and_rewrites() {
         ("path = \"/a\"\nhost = \"a b\"", "is not a host name"),
         ("path = \"/a\"\ntimeout = \"soon\"", "is not a duration"),
         (
-            "path = \"/a\"\nshadow = { to = \"u\", percent = 5 }",
-            "`shadow` is not supported by this version of strangler yet",
+            "path = \"/a\"\nasync = { mode = \"always\" }",
+            "`async` is not supported by this version of strangler yet",
+        ),
+        (
+            "path = \"/a\"\nshadow = { to = \"nope\", percent = 5 }",
+            "unknown upstream \"nope\"",
+        ),
+        (
+            "path = \"/a\"\nshadow = { to = \"u\", percent = 5, ignore = [\"meta\"] }",
+            "`meta` is not a JSON pointer",
+        ),
+        (
+            "path = \"/a\"\nshadow = { to = \"u\" }",
+            "`percent` is missing",
         ),
     ];
     for (body, want) in cases {

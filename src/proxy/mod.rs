@@ -38,7 +38,7 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{Lease, Registry};
 use body::{OnComplete, ResponseBody};
 pub use error::ProxyError;
-use sides::{First, How, attempt, composite, pick_side, record, with_fallback};
+use sides::{First, How, Mirrored, attempt, composite, mirror, pick_side, record, with_fallback};
 
 /// The proxy: the current snapshot, swapped whole on reload, and the state
 /// that outlives snapshots.
@@ -51,6 +51,8 @@ pub struct Proxy {
     pub recorded: crate::metrics::Recorded,
     /// Shadow reports of shadowed routes, by route name.
     pub shadow: crate::shadow::report::Reports,
+    /// Bounds on shadow comparisons in flight.
+    mirror_limits: crate::shadow::mirror::Limits,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -68,13 +70,16 @@ impl Proxy {
     pub fn new(config: Config) -> Arc<Proxy> {
         let registry = Registry::default();
         let shifts = ShiftStates::default();
+        let reports = crate::shadow::report::Reports::default();
+        sync_reports(&reports, &config);
         let snapshot = Snapshot::build(config, &registry, &shifts);
         let proxy = Arc::new(Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             shifts,
             recorded: crate::metrics::Recorded::default(),
-            shadow: crate::shadow::report::Reports::default(),
+            shadow: reports,
+            mirror_limits: crate::shadow::mirror::Limits::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
@@ -91,6 +96,7 @@ impl Proxy {
     /// Compiles `config` and makes it the one new requests run on. Requests in
     /// flight keep the snapshot they started with.
     pub fn install(&self, config: Config) {
+        sync_reports(&self.shadow, &config);
         let next = Arc::new(Snapshot::build(config, &self.registry, &self.shifts));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
@@ -227,13 +233,29 @@ impl Proxy {
             timeout,
             connect_timeout: server.connect_timeout,
         };
+        // A mirrored request's copy is on its way before the primary is sent.
+        let mut body = body::ClientBody::Streaming(body);
+        let mut tap = None;
+        if let Some((r, sh)) = route.and_then(|i| {
+            let r = &snap.config.routes[i];
+            Some((r, r.shadow.as_ref()?))
+        }) && !upgrade
+            && crate::shadow::mirror::wanted(sh, upstream, &parts.method)
+        {
+            let sink = self.shadow_sink(&r.name);
+            let copy = Mirrored {
+                snap: log.snap.clone(),
+                shadow: sh,
+                primary: upstream,
+                path: &upstream_path,
+                limits: &self.mirror_limits,
+                sink,
+            };
+            (body, tap) = mirror(copy, &parts, body, &how, down).await?;
+        }
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
-                let (body, tripped) = forward::client_body(
-                    &parts,
-                    body::ClientBody::Streaming(body),
-                    server.max_request_body,
-                );
+                let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
                 let started = Instant::now();
                 let sent = attempt(snap, upstream, parts, body, upstream_path, &how, down).await;
                 record(shifted, started, &sent);
@@ -252,7 +274,6 @@ impl Proxy {
                     path: upstream_path,
                     shifted,
                 };
-                let body = body::ClientBody::Streaming(body);
                 with_fallback(snap, first, (to, on), parts, body, &how, down, log).await?
             }
         };
@@ -280,10 +301,49 @@ impl Proxy {
         let body = if switching {
             ResponseBody::empty()
         } else {
-            ResponseBody::upstream(body)
+            let mut body = ResponseBody::upstream(body);
+            if let Some(mut tap) = tap {
+                tap.head(parts.status.as_u16(), &parts.headers);
+                body.tee(Box::new(tap));
+            }
+            body
         };
         Ok(Response::from_parts(parts, body))
     }
+}
+
+impl Proxy {
+    /// Where the copies of route `name` report; a route whose shadow a
+    /// reload removed while a copy was in flight reports nowhere.
+    fn shadow_sink(&self, name: &str) -> Arc<dyn crate::shadow::mirror::Sink> {
+        match self.shadow.get(name) {
+            Some(r) => r,
+            None => Arc::new(crate::shadow::mirror::Discard),
+        }
+    }
+}
+
+/// Keeps each shadowed route's report across reloads while what it compares
+/// stays the same: the shadow's upstream, `ignore` and `compare_headers`.
+fn sync_reports(reports: &crate::shadow::report::Reports, config: &Config) {
+    let basis: Vec<(&str, String)> = config
+        .routes
+        .iter()
+        .filter_map(|r| {
+            let sh = r.shadow.as_ref()?;
+            let headers: Vec<&str> = sh.compare_headers.iter().map(|h| h.as_str()).collect();
+            Some((
+                r.name.as_str(),
+                format!(
+                    "to {} ignore {:?} compare_headers {}",
+                    config.upstreams[sh.to].name,
+                    sh.ignore,
+                    headers.join(",")
+                ),
+            ))
+        })
+        .collect();
+    reports.sync(basis.iter().map(|(n, b)| (*n, b.as_str())));
 }
 
 /// Closes upstream connections left idle too long, until the proxy is gone.

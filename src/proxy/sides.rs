@@ -216,3 +216,54 @@ pub(super) async fn with_fallback(
     log.fell_back_from = Some(first.upstream);
     attempt(snap, to, head, RequestBody::full(bytes), path, how, down).await
 }
+
+/// What mirroring one request needs besides the request itself.
+pub(super) struct Mirrored<'a> {
+    pub(super) snap: std::sync::Arc<Snapshot>,
+    pub(super) shadow: &'a crate::config::Shadow,
+    /// The primary's upstream.
+    pub(super) primary: usize,
+    /// The upstream path (after rewrite), without the query.
+    pub(super) path: &'a str,
+    pub(super) limits: &'a crate::shadow::mirror::Limits,
+    pub(super) sink: std::sync::Arc<dyn crate::shadow::mirror::Sink>,
+}
+
+/// Phase 5 for a mirrored request (SPEC 2.4): holds the body (up to
+/// [`fallback::REPLAY_LIMIT`]; a larger one is not mirrored) and starts the
+/// copy. Returns the body to send on and the tee the primary answer must
+/// pass through.
+pub(super) async fn mirror(
+    m: Mirrored<'_>,
+    parts: &http::request::Parts,
+    body: ClientBody,
+    how: &How<'_>,
+    down: &Downstream,
+) -> Result<(ClientBody, Option<crate::shadow::mirror::PrimaryCopy>), ProxyError> {
+    let max_body = m.snap.config.server.max_request_body;
+    let held = match body {
+        ClientBody::Held(held) => held,
+        ClientBody::Streaming(b) => fallback::hold_body(&parts.headers, b, max_body).await?,
+    };
+    let copy_body = match &held {
+        fallback::Held::Whole(b) => Some(b.clone()),
+        fallback::Held::TooLarge { .. } => None,
+    };
+    let path = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", m.path),
+        None => m.path.to_owned(),
+    };
+    let copy = crate::shadow::mirror::Copy {
+        snap: m.snap.clone(),
+        head: parts,
+        body: copy_body,
+        primary: m.primary,
+        path,
+        client_host: how.client_host.clone(),
+        request_id: how.request_id,
+        down,
+        timeout: how.timeout,
+    };
+    let tap = crate::shadow::mirror::start(m.shadow, copy, m.limits, m.sink);
+    Ok((ClientBody::Held(held), tap))
+}

@@ -1,11 +1,12 @@
 //! Shadow traffic (SPEC 2.4): copies of a route's requests sent to the
 //! service being verified, and their answers compared with the primary's.
 //!
-//! Built in steps: [`compare`] (what counts as a difference, named by JSON
-//! pointer) and [`report`] (per route: outcome counts, differing pointers
-//! told apart from noise by calibration, samples) are here; mirroring
-//! follows, and until it lands the config refuses `shadow` rather than
-//! ignoring it.
+//! - [`mirror`] sends the copies (and calibration copies) beside the
+//!   client's request, without ever delaying or changing its answer;
+//! - [`compare`] says what differs between two answers, by JSON pointer;
+//! - [`report`] keeps, per route, the outcome counts, the differing pointers
+//!   told apart from noise by calibration, and samples.
 
 pub mod compare;
+pub mod mirror;
 pub mod report;

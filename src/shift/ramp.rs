@@ -140,11 +140,26 @@ pub async fn drive(proxy: Weak<Proxy>) {
 /// What owns the shift states: the proxy, or (in tests) the states alone.
 trait Owner: Send + Sync + 'static {
     fn shifts(&self) -> &ShiftStates;
+
+    /// The shadow mismatch rate of `route` since the last call, when the
+    /// route shadows to `to` (the shift's new side) and compared anything.
+    fn mismatch_rate(&self, route: &str, to: &str) -> Option<f64>;
 }
 
 impl Owner for Proxy {
     fn shifts(&self) -> &ShiftStates {
         &self.shifts
+    }
+
+    fn mismatch_rate(&self, route: &str, to: &str) -> Option<f64> {
+        let snap = self.snapshot();
+        let r = snap.config.routes.iter().find(|r| r.name == route)?;
+        let shadow = r.shadow.as_ref()?;
+        if snap.config.upstreams[shadow.to].name != to {
+            return None;
+        }
+        let (compared, mismatched) = self.shadow.get(route)?.take_window();
+        (compared > 0).then(|| mismatched as f64 / compared as f64)
     }
 }
 
@@ -153,6 +168,10 @@ impl Owner for ShiftStates {
     fn shifts(&self) -> &ShiftStates {
         self
     }
+
+    fn mismatch_rate(&self, _: &str, _: &str) -> Option<f64> {
+        None
+    }
 }
 
 async fn run<O: Owner>(owner: Weak<O>) {
@@ -160,7 +179,7 @@ async fn run<O: Owner>(owner: Weak<O>) {
     loop {
         let now = Instant::now();
         let wake = match owner.upgrade() {
-            Some(o) => driver.poll(o.shifts(), now),
+            Some(o) => driver.poll(o.shifts(), now, &|r, to| o.mismatch_rate(r, to)),
             None => return,
         };
         tokio::time::sleep_until(wake.min(now + POLL)).await;
@@ -183,7 +202,12 @@ struct Tracked {
 impl Driver {
     /// Ticks every route whose interval has ended by `now`; returns when the
     /// next one ends.
-    fn poll(&mut self, states: &ShiftStates, now: Instant) -> Instant {
+    fn poll(
+        &mut self,
+        states: &ShiftStates,
+        now: Instant,
+        mismatch: &dyn Fn(&str, &str) -> Option<f64>,
+    ) -> Instant {
         let mut wake = now + POLL;
         let mut next = HashMap::new();
         for state in states.all() {
@@ -198,11 +222,13 @@ impl Driver {
                     // New, or changed by a reload or a resume: the interval
                     // starts now, and what came before does not count.
                     state.window.take();
+                    mismatch(&state.route, &state.to);
                     now + ramp.every
                 }
             };
             let due = if now >= due {
-                tick(&state, &mut c, &ramp);
+                let rate = mismatch(&state.route, &state.to);
+                tick(&state, &mut c, &ramp, rate);
                 // Keep the cadence; after a long stall, start afresh.
                 Some(due + ramp.every)
                     .filter(|d| *d > now)
@@ -221,14 +247,14 @@ impl Driver {
 
 /// One interval's end for one route: take the window and, while the ramp
 /// runs, apply its verdict.
-fn tick(state: &ShiftState, c: &mut Control, ramp: &Ramp) {
+fn tick(state: &ShiftState, c: &mut Control, ramp: &Ramp, mismatch_rate: Option<f64>) {
     let (old, new) = state.window.take();
     if c.status != RampStatus::Running {
         return;
     }
     let share = state.basis_points();
     let route = state.route.as_str();
-    let verdict = match verdict(ramp, old, new, None) {
+    let verdict = match verdict(ramp, old, new, mismatch_rate) {
         // At 0% the new side gets no traffic (but testers' forced requests),
         // so waiting for `min_requests` would wait forever: the first step
         // from 0 is taken untested.

@@ -1,0 +1,349 @@
+//! Mirroring (SPEC 2.4): a copy of a request goes to the shadow upstream,
+//! marked `x-strangler-shadow: 1`, while the client's request goes on as
+//! usual; when both answers are in, they are compared and the outcome is
+//! recorded. With `calibrate`, some copies also go to the primary upstream a
+//! second time, so the report learns which fields differ between two answers
+//! of the same service (noise).
+//!
+//! The client never waits for, sees or suffers from any of it: the copies run
+//! in a task of their own, the primary answer streams to the client as
+//! always (a [`PrimaryCopy`] tee keeps at most [`MAX_BODY`] of it), and when
+//! too many comparisons are in flight a copy is not sent at all and counts as
+//! skipped. Memory is bounded by [`MAX_IN_FLIGHT`] × three bodies of at most
+//! [`MAX_BODY`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::compare::{self, Difference};
+use crate::config::Shadow;
+use crate::proxy::Downstream;
+use crate::proxy::body::{RequestBody, Tee};
+use crate::snapshot::Snapshot;
+
+/// Largest answer (either side) compared; a larger one is skipped.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Comparisons in flight per proxy; beyond it copies are skipped.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Marks a copy, so the service can tell it from real traffic.
+pub const X_STRANGLER_SHADOW: HeaderName = HeaderName::from_static("x-strangler-shadow");
+
+/// Where outcomes go: the route's shadow report.
+pub trait Sink: Send + Sync + 'static {
+    /// A primary answer and its shadow's were compared.
+    fn compared(&self, diffs: &[Difference], method: &str, path: &str);
+    /// Two answers of the primary were compared (calibration).
+    fn calibrated(&self, diffs: &[Difference]);
+    /// The shadow failed (no answer, or not in time).
+    fn error(&self);
+    /// Not compared: too many in flight, a body too large, the client gone.
+    fn skipped(&self);
+}
+
+/// Per-proxy limits shared by every mirrored request.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        }
+    }
+}
+
+/// Whether this request is copied: its method is mirrored, the primary is
+/// not already the shadow's upstream, and it falls in the share.
+pub fn wanted(shadow: &Shadow, primary: usize, method: &Method) -> bool {
+    primary != shadow.to
+        && shadow.methods.contains(method)
+        && (shadow.basis_points >= crate::shift::BUCKETS
+            || fastrand::u16(..crate::shift::BUCKETS) < shadow.basis_points)
+}
+
+/// What a copy needs of the client's request.
+pub struct Copy<'a> {
+    pub snap: Arc<Snapshot>,
+    pub head: &'a Parts,
+    /// The whole body (held, at most 64 KiB); `None` when it was too large.
+    pub body: Option<Bytes>,
+    /// The primary's upstream, for calibration.
+    pub primary: usize,
+    /// The upstream path (after rewrite), query included.
+    pub path: String,
+    pub client_host: Option<HeaderValue>,
+    pub request_id: &'a HeaderValue,
+    pub down: &'a Downstream,
+    pub timeout: Duration,
+}
+
+/// Starts the copies of one request; the returned tee must see the primary
+/// answer. `None` (counted as skipped) when nothing was sent.
+pub fn start(
+    shadow: &Shadow,
+    copy: Copy<'_>,
+    limits: &Limits,
+    sink: Arc<dyn Sink>,
+) -> Option<PrimaryCopy> {
+    let Some(body) = copy.body.clone() else {
+        sink.skipped();
+        return None;
+    };
+    let Ok(permit) = limits.permits.clone().try_acquire_owned() else {
+        sink.skipped();
+        return None;
+    };
+    let shadow_req = prepare(&copy, shadow.to, body.clone());
+    let calibrate = (shadow.calibrate_basis_points > 0
+        && fastrand::u16(..crate::shift::BUCKETS) < shadow.calibrate_basis_points)
+        .then(|| prepare(&copy, copy.primary, body));
+    let (Some(shadow_req), calibrate) = (shadow_req, calibrate) else {
+        sink.skipped();
+        return None;
+    };
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        snap: copy.snap,
+        shadow: shadow_req,
+        calibrate: calibrate.flatten(),
+        primary: rx,
+        timeout: copy.timeout,
+        compare_headers: shadow.compare_headers.clone(),
+        ignore: shadow.ignore.clone(),
+        method: copy.head.method.to_string(),
+        path: copy
+            .head
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        sink,
+        _permit: permit,
+    };
+    tokio::spawn(job.run());
+    Some(PrimaryCopy {
+        head: None,
+        body: BytesMut::new(),
+        over: false,
+        tx: Some(tx),
+    })
+}
+
+/// A request ready to send to one upstream, with the target it is for.
+struct Prepared {
+    req: Request<RequestBody>,
+    lease: crate::upstream::Lease,
+}
+
+fn prepare(copy: &Copy<'_>, upstream: usize, body: Bytes) -> Option<Prepared> {
+    let pool = &copy.snap.pools[upstream];
+    let lease = pool.pick()?;
+    let mut parts = crate::proxy::forward::copy_head(copy.head);
+    parts.uri = http::Uri::from_static("/");
+    parts
+        .headers
+        .insert(X_STRANGLER_SHADOW, HeaderValue::from_static("1"));
+    let req = crate::proxy::forward::build(
+        parts,
+        RequestBody::full(body),
+        crate::proxy::forward::Outbound {
+            lease: &lease,
+            path: copy.path.clone(),
+            client_host: copy.client_host.clone(),
+            request_id: copy.request_id,
+            upgrade: false,
+        },
+        copy.down,
+    )
+    .ok()?;
+    Some(Prepared { req, lease })
+}
+
+/// An answer read for comparison.
+struct Read {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+fn answer(r: &Read) -> compare::Answer<'_> {
+    compare::Answer {
+        status: r.status,
+        headers: &r.headers,
+        body: &r.body,
+    }
+}
+
+/// Why an answer could not be compared.
+enum Unread {
+    /// No answer (or not in time).
+    Failed,
+    /// Over [`MAX_BODY`].
+    TooLarge,
+}
+
+struct Job {
+    snap: Arc<Snapshot>,
+    shadow: Prepared,
+    calibrate: Option<Prepared>,
+    primary: oneshot::Receiver<Result<Read, Unread>>,
+    timeout: Duration,
+    compare_headers: Vec<HeaderName>,
+    ignore: compare::Ignore,
+    method: String,
+    path: String,
+    sink: Arc<dyn Sink>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Job {
+    async fn run(self) {
+        let connect = self.snap.config.server.connect_timeout;
+        let shadow = fetch(self.shadow, self.timeout, connect);
+        let again = async {
+            match self.calibrate {
+                Some(p) => Some(fetch(p, self.timeout, connect).await),
+                None => None,
+            }
+        };
+        let (shadow, again) = tokio::join!(shadow, again);
+        // The primary's copy arrives when its body has streamed to the client.
+        let primary = match tokio::time::timeout(self.timeout * 2, self.primary).await {
+            Ok(Ok(Ok(read))) => read,
+            _ => return self.sink.skipped(),
+        };
+        if let Some(Ok(second)) = &again {
+            let noise = compare::compare(
+                &answer(&primary),
+                &answer(second),
+                &self.compare_headers,
+                &self.ignore,
+            );
+            self.sink.calibrated(&noise);
+        }
+        match shadow {
+            Ok(shadow) => {
+                let diffs = compare::compare(
+                    &answer(&primary),
+                    &answer(&shadow),
+                    &self.compare_headers,
+                    &self.ignore,
+                );
+                self.sink.compared(&diffs, &self.method, &self.path);
+            }
+            Err(Unread::TooLarge) => self.sink.skipped(),
+            Err(Unread::Failed) => self.sink.error(),
+        }
+    }
+}
+
+async fn fetch(p: Prepared, timeout: Duration, connect: Duration) -> Result<Read, Unread> {
+    let resp = crate::proxy::forward::send(&p.lease, p.req, false, timeout, connect)
+        .await
+        .map_err(|_| Unread::Failed)?;
+    let (parts, mut body) = resp.into_parts();
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| Unread::Failed)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > MAX_BODY {
+                    return Err(Unread::TooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    let body = tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Unread::Failed)??;
+    drop(p.lease);
+    Ok(Read {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Keeps a bounded copy of the primary answer as it streams to the client,
+/// and hands it to the comparison when the body ends.
+pub struct PrimaryCopy {
+    head: Option<(u16, HeaderMap)>,
+    body: BytesMut,
+    over: bool,
+    tx: Option<oneshot::Sender<Result<Read, Unread>>>,
+}
+
+impl PrimaryCopy {
+    /// The primary answer's status and headers (after hop-by-hop removal).
+    pub fn head(&mut self, status: u16, headers: &HeaderMap) {
+        self.head = Some((status, headers.clone()));
+    }
+}
+
+impl Tee for PrimaryCopy {
+    fn data(&mut self, data: &Bytes) {
+        if self.over {
+            return;
+        }
+        if self.body.len() + data.len() > MAX_BODY {
+            self.over = true;
+            self.body = BytesMut::new();
+        } else {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    fn end(mut self: Box<Self>, complete: bool) {
+        let result = match (self.head.take(), complete, self.over) {
+            (Some((status, headers)), true, false) => Ok(Read {
+                status,
+                headers,
+                body: std::mem::take(&mut self.body).freeze(),
+            }),
+            (_, _, true) => Err(Unread::TooLarge),
+            _ => Err(Unread::Failed),
+        };
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// A sink that keeps nothing, for routes whose report is gone (a reload
+/// removed the shadow while the copy was in flight).
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl Sink for Discard {
+    fn compared(&self, _: &[Difference], _: &str, _: &str) {}
+    fn calibrated(&self, _: &[Difference]) {}
+    fn error(&self) {}
+    fn skipped(&self) {}
+}
+
+impl Sink for super::report::Report {
+    fn compared(&self, diffs: &[Difference], method: &str, path: &str) {
+        super::report::Report::compared(self, diffs, method, path);
+    }
+    fn calibrated(&self, diffs: &[Difference]) {
+        super::report::Report::calibrated(self, diffs);
+    }
+    fn error(&self) {
+        super::report::Report::error(self);
+    }
+    fn skipped(&self) {
+        super::report::Report::skipped(self);
+    }
+}
