@@ -11,6 +11,7 @@
 //! | pick a side: a shifted route's share and sticky users | [`shift`] |
 //! | answer a composed route from several legs | [`compose`] |
 //! | replay a failed request on the route's fallback | [`fallback`] |
+//! | copy it to a shadow and compare the answers | [`shadow`] |
 //! | pick a target, reuse a kept-alive connection | [`upstream`] |
 //!
 //! Around it:
@@ -26,8 +27,8 @@
 //! - [`reload`] re-reads the file on SIGHUP, on change and on `POST
 //!   /admin/reload`, and says what changed; [`edit`] is `strangler shift`,
 //!   which changes one number in the file.
-//! - [`shadow`] compares a primary answer with a shadow's (the rest of
-//!   shadow traffic is still to come).
+//! - [`shadow`] mirrors copies of requests to the service being verified and
+//!   compares its answers with the primary's.
 //! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
 //!   bundled monolith and services; [`telemetry`] sets up logging.
 #![forbid(unsafe_code)]

@@ -128,7 +128,13 @@ fn route(config: &Config, r: &Route, state: Option<&ShiftState>) -> Value {
         "fallback": r.fallback.map(|f| &config.upstreams[f].name),
         "fallback_on": r.fallback.map(|_| &r.fallback_on),
         "shift": shift,
-        "shadow": Value::Null,
+        "shadow": r.shadow.as_ref().map(|sh| json!({
+            "to": config.upstreams[sh.to].name,
+            "percent": crate::config::percent_text(sh.basis_points).parse::<f64>().unwrap_or(0.0),
+            "methods": sh.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            "compare_headers": sh.compare_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
+            "calibrate": crate::config::percent_text(sh.calibrate_basis_points).parse::<f64>().unwrap_or(0.0),
+        })),
         "compose": r.compose.as_ref().map(|c| compose_json(config, c)),
     })
 }
