@@ -49,7 +49,7 @@ fn check_prints_the_route_table_in_matching_order() {
             .unwrap_or_else(|| panic!("no row for {name}: {out}"))
     };
     let expected = [
-        ["orders", "/api/orders/**", "orders"],
+        ["orders", "/api/orders/**", "orders  shadow→legacy 100%"],
         [
             "orders-v2",
             "GET /v2/orders/{id}",

@@ -323,6 +323,23 @@ async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
         assert_eq!(a.header("x-served-by"), Some(side), "{user}");
     }
 
+    // The orders route is shadowed to the monolith: the deliberate
+    // difference shows at /admin/shadow.
+    let admin = format!("http://127.0.0.1:{}", ports[4]);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v = get(&format!("{admin}/admin/shadow")).await.json();
+        let pointers = v["routes"]["orders"]["pointers"].to_string();
+        if pointers.contains("/created_at") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no /created_at in {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // Composed from three services.
     let a = get(&format!("{proxy}/api/order-details/1001")).await;
     assert_eq!(a.status, 200, "{}", a.text());
