@@ -304,3 +304,40 @@ shadow = {{ to = "shadow", percent = 100, calibrate = 100 }}
         "after calibration every comparison matches: {r}"
     );
 }
+
+#[tokio::test]
+async fn calibration_never_sends_a_post_to_the_primary_twice() {
+    let (primary, shadow) = (backend("primary").await, backend("shadow").await);
+    let p = start(&format!(
+        r#"[server]
+admin = "127.0.0.1:0"
+[upstreams.primary]
+targets = ["{}"]
+[upstreams.shadow]
+targets = ["{}"]
+[[routes]]
+name = "r"
+prefix = "/"
+upstream = "primary"
+shadow = {{ to = "shadow", percent = 100, methods = ["POST"], calibrate = 100 }}
+"#,
+        primary.url(),
+        shadow.url()
+    ))
+    .await;
+    let admin = p.admin.unwrap();
+    for _ in 0..5 {
+        let a = send(
+            &h1(),
+            http::Request::post(p.url("/orders"))
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+    }
+    let r = report_until(admin, "r", |r| total(r) >= 5).await;
+    assert_eq!(r["calibration"]["runs"], 0, "{r}");
+    assert_eq!(primary.requests(), 5, "each POST reached the primary once");
+    assert_eq!(shadow.requests(), 5);
+}

@@ -105,7 +105,10 @@ pub fn start(
         return None;
     };
     let shadow_req = prepare(&copy, shadow.to, body.clone());
+    // A second copy to the primary is only ever sent for a method that is
+    // safe to send twice: a calibrated POST would act twice on the real thing.
     let calibrate = (shadow.calibrate_basis_points > 0
+        && crate::fallback::is_idempotent(&copy.head.method)
         && fastrand::u16(..crate::shift::BUCKETS) < shadow.calibrate_basis_points)
         .then(|| prepare(&copy, copy.primary, body));
     let (Some(shadow_req), calibrate) = (shadow_req, calibrate) else {
