@@ -31,7 +31,7 @@ HOST = "127.0.0.1"
 BACKEND_PORT = 18000
 PORTS = {"direct": BACKEND_PORT, "nginx": 18001, "haproxy": 18002, "caddy": 18003,
          "strangler": 18004, "strangler-r10": 18005, "strangler-r10k": 18006, "strangler-log": 18007,
-         "strangler-compose": 18008, "legacy-stub": 18009}
+         "strangler-compose": 18008, "legacy-stub": 18009, "strangler-shadow": 18010}
 TARGET_ORDER = ["direct", "nginx", "haproxy", "caddy", "strangler", "strangler-log"]
 ROUTE_TARGETS = ["strangler-r10", "strangler-r10k"]
 LOAD_CPU, PROXY_CPU = "0", "1"
@@ -57,6 +57,15 @@ COMPOSE_LEGS = ("order", "customer", "stock")
 COMPOSE_ID = "42"
 COMPOSE_SCENARIOS = ("compose-latency", "compose-rps")
 
+# The shadow scenario (SPEC 2.4): strangler-shadow has two routes to the origin nginx, both rewritten to
+# /delay/{ms}, which the origin answers at once (conf/backend-nginx.conf).  One of them is shadowed, 100%,
+# to upstream `slow` = legacy-stub's test backend, which honours /delay/{ms}: every copy is slow, the
+# primary is not.  Mirrored copies keep the upstream path (after rewrite), hence the shared /delay/ path.
+SHADOW = "strangler-shadow"
+SHADOW_ADMIN_PORT = 18011
+# every scenario with several variants (label -> (target, path)) on one or two instances
+VARIANT_SCENARIOS = COMPOSE_SCENARIOS + ("shadow",)
+
 # name -> (tool, path, connections, extra wrk args, headline metric, higher_is_better)
 SCENARIOS = {
     "small":    ("wrk", "/small", 64, [], "rps", True),
@@ -69,6 +78,8 @@ SCENARIOS = {
     # direct / plain / composite: paths from compose_variants(); oha at --compose-rate
     "compose-latency": ("oha", None, 16, [], "p50_ms", False),
     "compose-rps":     ("wrk", None, 64, [], "rps", True),
+    # plain / shadowed: paths from shadow_variants(); oha at --shadow-rate, HWM reset before each
+    "shadow":          ("oha", None, 16, [], "p99_ms", False),
 }
 SCENARIO_DOC = {
     "small":    "wrk -t1 -c64, keepalive, GET /small (6 B body): req/s",
@@ -86,6 +97,10 @@ SCENARIO_DOC = {
     "compose-rps":     "wrk -t1 -c64, keepalive; direct = origin GET /json/order/42, plain = strangler-compose "
                        "GET /plain/json/42 (one call), composite = GET /compose/json/42 (3 independent legs, "
                        "/json/{{order,customer,stock}}/42, merged): req/s",
+    "shadow":          "oha -q {srate} -c16 --latency-correction; plain = strangler-shadow GET /noshadow/delay/{sdelay}, "
+                       "shadowed = GET /shadow/delay/{sdelay} with shadow = {{ to = \"slow\", percent = 100 }}; both "
+                       "answered at once by the origin, every copy by legacy-stub after {sdelay} ms: latency ms, "
+                       "strangler RSS peak (VmHWM reset before each)",
 }
 
 STARTED = []  # Popen objects we own; the only things we ever signal
@@ -393,8 +408,10 @@ def gen_routes(n):
     return "\n".join(parts)
 
 
-def strangler_config(rundir, name, port, routes=0, extra=""):
+def strangler_config(rundir, name, port, routes=0, extra="", admin=None):
     text = render_text(os.path.join(HERE, "conf", "strangler.toml.tmpl"), subs(port, rundir))
+    if admin:
+        text = text.replace("[server]\n", f'[server]\nadmin = "{HOST}:{admin}"\n', 1)
     if routes:
         text += f"\n# {routes} generated routes (bench/run.py gen_routes)\n" + gen_routes(routes)
     text += extra
@@ -436,6 +453,62 @@ def compose_variants(sc, args):
                 ("composite", COMPOSE, f"/compose/delay/{ms}")]
     return [("direct", "direct", f"/json/order/{COMPOSE_ID}"), ("plain", COMPOSE, f"/plain/json/{COMPOSE_ID}"),
             ("composite", COMPOSE, f"/compose/json/{COMPOSE_ID}")]
+
+
+def shadow_routes(args):
+    """strangler-shadow's admin listener, the slow shadow upstream and its two routes: both rewritten to
+    /delay/{ms} on the origin (answered at once), one of them mirrored 100% to `slow` (legacy-stub's test
+    backend, which waits ms before answering).  A copy keeps the primary's upstream path, so the shadow
+    side sees /delay/{ms} and is slow while the primary is not."""
+    return ("\n# shadow (bench/run.py shadow_routes)\n[upstreams.slow]\n"
+            f'targets = ["http://{HOST}:{PORTS[STUB]}"]\n\n'
+            + route_block("noshadow", path="/noshadow/delay/{ms}", methods=["GET"], rewrite="/delay/{ms}")
+            + "\n" + route_block("shadowed", path="/shadow/delay/{ms}", methods=["GET"], rewrite="/delay/{ms}")
+            + 'shadow = { to = "slow", percent = 100 }\n')
+
+
+def shadow_variants(args):
+    ms = args.shadow_delay
+    return [("plain", SHADOW, f"/noshadow/delay/{ms}"), ("shadowed", SHADOW, f"/shadow/delay/{ms}")]
+
+
+def variants(sc, args):
+    return shadow_variants(args) if sc == "shadow" else compose_variants(sc, args)
+
+
+def shadow_outcomes():
+    """The shadowed route's outcome counts from GET /admin/shadow ({} if unavailable)."""
+    try:
+        _, _, _, v = get_json(SHADOW_ADMIN_PORT, "/admin/shadow")
+        return dict(v["routes"]["shadowed"]["outcomes"])
+    except (OSError, KeyError, TypeError):
+        return {}
+
+
+def check_shadow(args):
+    """Before measuring: both routes answer the origin's JSON at once, and a copy of a shadowed request
+    reaches the slow shadow and gets compared (the bodies differ: the stub echoes, so `mismatch`)."""
+    _, _, _, want = get_json(BACKEND_PORT, f"/delay/{args.shadow_delay}")
+    if not isinstance(want, dict):
+        return f"origin GET /delay/{args.shadow_delay} did not answer a JSON object ({want!r:.80})"
+    before = shadow_outcomes()
+    for _, _, path in shadow_variants(args):
+        t0 = time.time()
+        status, ctype, _, v = get_json(PORTS[SHADOW], path)
+        took = (time.time() - t0) * 1e3
+        if status != 200 or v != want:
+            return f"GET {path} gave {status} {ctype} {json.dumps(v)[:200] if v is not None else '(not JSON)'}"
+        if took >= args.shadow_delay:
+            return f"GET {path} took {took:.0f} ms: the client waited for the slow shadow?"
+    deadline = time.time() + args.shadow_delay / 1e3 + 5
+    while time.time() < deadline:
+        after = shadow_outcomes()
+        if sum(after.values()) > sum(before.values()):
+            if after.get("error", 0) > before.get("error", 0):
+                return f"the shadow copy failed: outcomes {after}"
+            return None
+        time.sleep(0.05)
+    return f"no shadow outcome recorded within {args.shadow_delay / 1e3 + 5:.1f}s (GET /admin/shadow: {before})"
 
 
 def get_json(port, path):
@@ -523,13 +596,14 @@ def setup_targets(args, rundir, scenarios):
         started["caddy"] = (PORTS["caddy"], start("caddy", ["caddy", "run", "--adapter", "caddyfile",
                             "--config", c], PROXY_CPU, rundir, env))
 
-    if "compose-latency" in scenarios:
-        # the delayed JSON origin of compose-latency: legacy-stub's test backend, on the load core
+    if "compose-latency" in scenarios or "shadow" in scenarios:
+        # the delayed JSON origin of compose-latency and the slow shadow: legacy-stub's test backend, on the load core
         started[STUB] = (PORTS[STUB], start(STUB, [args.stub_bin, "test", "--listen", f"{HOST}:{PORTS[STUB]}",
                                                    "--name", "bench"], LOAD_CPU, rundir))
 
     def strangler(name, routes=0, level=None, extra=(), routes_text=""):
-        cfg = strangler_config(rundir, name, PORTS[name], routes, routes_text)
+        cfg = strangler_config(rundir, name, PORTS[name], routes, routes_text,
+                               admin=SHADOW_ADMIN_PORT if name == SHADOW else None)
         env = dict(os.environ, RUST_LOG=level or args.rust_log)
         started[name] = (PORTS[name], start(name, [args.strangler_bin, "run", "--config", cfg, *extra],
                                             PROXY_CPU, rundir, env))
@@ -544,6 +618,8 @@ def setup_targets(args, rundir, scenarios):
         strangler("strangler-r10k", routes=args.routes_big)
     if any(sc in scenarios for sc in COMPOSE_SCENARIOS):
         strangler(COMPOSE, routes_text=compose_routes("compose-latency" in scenarios))
+    if "shadow" in scenarios:
+        strangler(SHADOW, routes_text=shadow_routes(args))
 
     slow = {"strangler-r10k": 90}  # 10k routes: parse + unreachable-route check at start-up
     for name, (port, p) in started.items():
@@ -560,6 +636,11 @@ def setup_targets(args, rundir, scenarios):
             err = check_compose(scenarios, args)
             if err:
                 raise StartError(f"{COMPOSE}: {err}\n{log_tail(rundir, name)}")
+            continue
+        if name == SHADOW:
+            err = check_shadow(args)
+            if err:
+                raise StartError(f"{SHADOW}: {err}\n{log_tail(rundir, name)}")
             continue
         if name in ROUTE_TARGETS:
             # the routed request must come back from the origin's /small via the rewrite
@@ -631,6 +712,11 @@ def summarize(runs):
             s["spread_pct"] = spread([r["mib_s"] for r in rows], s["mib_s"])
             out.setdefault(sc, {}).setdefault(size, {})[t] = s
         else:
+            if sc == "shadow":  # memory: the worst round; copies: totals over the rounds
+                s["hwm_kb"] = max(r["hwm_kb"] for r in rows)
+                s["rss_kb"] = max(r["rss_kb"] for r in rows)
+                for k in ("match", "mismatch", "error", "skipped"):
+                    s["shadow_" + k] = sum(r["shadow_" + k] for r in rows)
             s["spread_pct"] = spread([r[head] for r in rows], s[head])
             out.setdefault(sc, {})[t] = s
     return out
@@ -671,7 +757,8 @@ def grid(rows):
 def doc(sc, args):
     return SCENARIO_DOC[sc].format(rate=args.rate, gd=args.bodygrow_duration,
                                    small=args.routes_small, big=args.routes_big,
-                                   crate=args.compose_rate, delay=args.compose_delay)
+                                   crate=args.compose_rate, delay=args.compose_delay,
+                                   srate=args.shadow_rate, sdelay=args.shadow_delay)
 
 
 def table(summary, mem, args):
@@ -706,6 +793,16 @@ def table(summary, mem, args):
                 rows.append([t, paths.get(t, "?"), fmt(s["p50_ms"], 3), fmt(s["p99_ms"], 3), fmt(s["p99.9_ms"], 3),
                              fmt(s["rps"]), pct(s["spread_pct"], 0), "-" if over is None else f"{over:+.3f} ms"]
                             + cpu(s) + [str(s["errors"])])
+        elif sc == "shadow":
+            rows = [["variant", "path", "p50 ms", "p99 ms", "p99.9 ms", "rps", "spread", "p99/plain", "peak MiB",
+                     "compared", "skipped", "sh.err", "tgt cpu%", "us/req", "cpu0%", "cpu1%", "other%", "err"]]
+            paths = {label: p for label, _, p in shadow_variants(args)}
+            base = per.get("plain", {}).get(head)
+            for t, s in per.items():
+                rows.append([t, paths.get(t, "?"), fmt(s["p50_ms"], 3), fmt(s["p99_ms"], 3), fmt(s["p99.9_ms"], 3),
+                             fmt(s["rps"]), pct(s["spread_pct"], 0), ratio(s[head], base), mib(s["hwm_kb"]),
+                             fmt(s["shadow_match"] + s["shadow_mismatch"]), fmt(s["shadow_skipped"]),
+                             fmt(s["shadow_error"])] + cpu(s) + [str(s["errors"])])
         elif sc == "compose-rps":
             rows = [["variant", "path", "req/s", "MiB/s", "spread", "vs plain", "tgt cpu%", "us/req", "cpu0%",
                      "cpu1%", "other%", "limit", "err"]]
@@ -744,7 +841,9 @@ def table(summary, mem, args):
         "meanwhile by processes outside the bench (shared machine); limit=busy when >= 10%: rerun that one.\n"
         "Latency: lower is better.  bodygrow RSS/HWM are the worst round (max), MiB/s the median.\n"
         "compose-*: variant direct = the origin alone (legacy-stub / origin nginx; tgt cpu% is the origin's),\n"
-        "plain and composite = strangler-compose (tgt cpu% and us/req are strangler's, per client request).")
+        "plain and composite = strangler-compose (tgt cpu% and us/req are strangler's, per client request).\n"
+        "shadow: peak MiB = strangler-shadow's VmHWM during that variant's run (reset before it), worst round;\n"
+        "compared / skipped / sh.err = copies by outcome (GET /admin/shadow), summed over the rounds.")
     return "\n".join(lines)
 
 
@@ -825,6 +924,20 @@ def summary_block(summary, mem, args, started):
                    f" {fmt(g('compose-rps', 'composite', 'cpu_us_per_req'), 1)}, plain"
                    f" {fmt(g('compose-rps', 'plain', 'cpu_us_per_req'), 1)}; limit {lim('composite')}/{lim('plain')};"
                    f" spread {pct(g('compose-rps', 'composite', 'spread_pct'))}/{pct(g('compose-rps', 'plain', 'spread_pct'))})")
+    if "shadow" in summary:
+        a, b = g("shadow", "shadowed", "p99_ms"), g("shadow", "plain", "p99_ms")
+        verdict = "-" if not a or not b else ("met" if a / b <= 1.10 else "NOT met")
+        out.append(f"  shadow   p99 with 100% shadow / without: {ratio(a, b)} (target <= 1.10x: {verdict})"
+                   f"   ({fmt(a, 3)} ms vs {fmt(b, 3)} ms at {args.shadow_rate} req/s; p50 "
+                   f"{fmt(g('shadow', 'shadowed', 'p50_ms'), 3)} vs {fmt(g('shadow', 'plain', 'p50_ms'), 3)} ms;"
+                   f" spread {pct(g('shadow', 'shadowed', 'spread_pct'))}/{pct(g('shadow', 'plain', 'spread_pct'))})")
+        sh = summary["shadow"].get("shadowed")
+        if sh:
+            out.append(f"  shadow   RSS during a slow shadow: {mib(sh['hwm_kb'], 0)} MiB peak"
+                       f"   (shadow answers after {args.shadow_delay} ms; idle {mib(mem.get(SHADOW, {}).get('idle_rss_kb'))}"
+                       f" MiB, peak without shadow {mib(g('shadow', 'plain', 'hwm_kb'))} MiB; copies compared"
+                       f" {fmt(sh['shadow_match'] + sh['shadow_mismatch'])}, skipped {fmt(sh['shadow_skipped'])},"
+                       f" error {fmt(sh['shadow_error'])})")
     if "strangler-log" in started and "small" in summary:
         out.append(f"  accesslog strangler-log/strangler req/s (small): "
                    f"{ratio(g('small', 'strangler-log', 'rps'), g('small', 'strangler', 'rps'))}"
@@ -859,6 +972,10 @@ def main():
                     help="ms the delayed origin waits before answering, per leg (compose-latency; default 20)")
     ap.add_argument("--compose-rate", type=int, default=200,
                     help="fixed request rate of compose-latency (default 200 req/s: 600 leg calls/s)")
+    ap.add_argument("--shadow-delay", type=int, default=200,
+                    help="ms the slow shadow (legacy-stub) waits before answering each copy (shadow; default 200)")
+    ap.add_argument("--shadow-rate", type=int, default=None,
+                    help="fixed request rate of the shadow scenario (default: --rate)")
     ap.add_argument("--stub-bin", default=os.path.join(REPO, "target", "release", "legacy-stub"),
                     help="legacy-stub binary, the delayed origin of compose-latency "
                     "(default: target/release/legacy-stub in the repo)")
@@ -874,6 +991,8 @@ def main():
         if t not in TARGET_ORDER:
             ap.error(f"unknown target {t} (choose from {','.join(TARGET_ORDER)})")
     args.targets = [t for t in TARGET_ORDER if t in args.targets]
+    if args.shadow_rate is None:
+        args.shadow_rate = args.rate
     if args.bodygrow_duration is None:
         args.bodygrow_duration = min(args.duration, 5)
     if args.routes_small < 5 or args.routes_big < 5:
@@ -895,19 +1014,20 @@ def main():
         print("NOTE: the routes scenario measures strangler only; skipped because strangler is not in --targets",
               file=sys.stderr)
         scenarios.remove("routes")
-    for sc in [sc for sc in COMPOSE_SCENARIOS if sc in scenarios]:
+    for sc in [sc for sc in VARIANT_SCENARIOS if sc in scenarios]:
         if "strangler" not in args.targets:
             print(f"NOTE: the {sc} scenario measures strangler only; skipped because strangler is not in --targets",
                   file=sys.stderr)
             scenarios.remove(sc)
-    if "compose-latency" in scenarios and not shutil.which("oha"):
-        print("NOTE: oha not found on PATH: skipping the compose-latency scenario", file=sys.stderr)
-        scenarios.remove("compose-latency")
-    if "compose-latency" in scenarios:
+    for sc in [sc for sc in ("compose-latency", "shadow") if sc in scenarios]:
+        if not shutil.which("oha"):
+            print(f"NOTE: oha not found on PATH: skipping the {sc} scenario", file=sys.stderr)
+            scenarios.remove(sc)
+    if "compose-latency" in scenarios or "shadow" in scenarios:
         args.stub_bin = os.path.abspath(args.stub_bin)
         if not (os.path.isfile(args.stub_bin) and os.access(args.stub_bin, os.X_OK)):
             print(f"ERROR: legacy-stub binary not found or not executable: {args.stub_bin}\n"
-                  f"  build it (cargo build --release), point --stub-bin at it, or leave compose-latency out",
+                  f"  build it (cargo build --release), point --stub-bin at it, or leave compose-latency and shadow out",
                   file=sys.stderr)
             sys.exit(2)
     if uses_strangler:
@@ -925,8 +1045,10 @@ def main():
         ports += [PORTS[t] for t in ROUTE_TARGETS]
     if any(sc in scenarios for sc in COMPOSE_SCENARIOS):
         ports.append(PORTS[COMPOSE])
-    if "compose-latency" in scenarios:
+    if "compose-latency" in scenarios or "shadow" in scenarios:
         ports.append(PORTS[STUB])
+    if "shadow" in scenarios:
+        ports += [PORTS[SHADOW], SHADOW_ADMIN_PORT]
     busy = [p for p in ports if port_in_use(p)]
     if busy:
         sys.exit(f"ERROR: ports already in use on {HOST}: {busy} (stop whatever you started there first)")
@@ -962,12 +1084,12 @@ def main():
         main_targets = [t for t in args.targets if t in started]
         proxies = [t for t in main_targets if t != "direct"]
         plan = {sc: (ROUTE_TARGETS if sc == "routes" else proxies if sc == "bodygrow"
-                     else [label for label, _, _ in compose_variants(sc, args)] if sc in COMPOSE_SCENARIOS
+                     else [label for label, _, _ in variants(sc, args)] if sc in VARIANT_SCENARIOS
                      else main_targets)
                 for sc in scenarios}
-        # (scenario, label) -> (target, path): a compose scenario measures several paths of one target
-        where = {(sc, label): (t, p) for sc in scenarios if sc in COMPOSE_SCENARIOS
-                 for label, t, p in compose_variants(sc, args)}
+        # (scenario, label) -> (target, path): a compose or shadow scenario measures several paths of one target
+        where = {(sc, label): (t, p) for sc in scenarios if sc in VARIANT_SCENARIOS
+                 for label, t, p in variants(sc, args)}
         for sc in [sc for sc in scenarios if not plan[sc]]:
             print(f"NOTE: no target for {sc} (it measures proxies only): skipped", file=sys.stderr)
             scenarios.remove(sc)
@@ -976,7 +1098,7 @@ def main():
                                     if sc == "bodygrow" else args.duration + args.pause + 0.3)
                    for sc in scenarios) * args.rounds
         print(f"targets: {main_targets}" + (f" + {ROUTE_TARGETS}" if "routes" in scenarios else "")
-              + "".join(f" + {t}" for t in (COMPOSE, STUB) if t in started)
+              + "".join(f" + {t}" for t in (COMPOSE, SHADOW, STUB) if t in started)
               + f"\nscenarios: {scenarios}\n{n_meas * args.rounds} measurements => ~{secs / 60:.1f} min", flush=True)
         print("idle RSS MiB: " + ", ".join(f"{t} {idle[t] / 1024:.1f}" for t in started), flush=True)
 
@@ -1017,10 +1139,24 @@ def main():
                                 msg = (f"{size:<5} rss={res['rss_kb'] / 1024:.1f}MiB hwm={res['hwm_kb'] / 1024:.1f}MiB "
                                        f"{res['mib_s'] or 0:,.0f}MiB/s")
                             else:
+                                if sc == "shadow":  # the peak of this run alone
+                                    note_hwm(t)
+                                    reset_hwm(trees[t])
+                                    out0 = shadow_outcomes()
+                                rate = {"compose-latency": args.compose_rate, "shadow": args.shadow_rate}.get(sc)
                                 res, _ = measure(tool, f"http://{HOST}:{port}{path}", conns, extra, args.duration,
-                                                 trees[t], args,
-                                                 rate=args.compose_rate if sc == "compose-latency" else None)
+                                                 trees[t], args, rate=rate)
                                 msg = f"{head}={res[head]:,.2f}" if res.get(head) is not None else f"{head}=-"
+                                if sc == "shadow":
+                                    res["rss_kb"] = tree_mem_kb(trees[t], "VmRSS")
+                                    res["hwm_kb"] = tree_mem_kb(trees[t], "VmHWM")
+                                    time.sleep(args.shadow_delay / 1e3 + 0.2)  # let the last copies finish
+                                    out1 = shadow_outcomes()
+                                    for k in ("match", "mismatch", "error", "skipped"):
+                                        res["shadow_" + k] = out1.get(k, 0) - out0.get(k, 0)
+                                    msg += (f" hwm={res['hwm_kb'] / 1024:.1f}MiB copies compared="
+                                            f"{res['shadow_match'] + res['shadow_mismatch']} skipped="
+                                            f"{res['shadow_skipped']} error={res['shadow_error']}")
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             why = ""
                             if started[t][1].poll() is not None:
@@ -1078,6 +1214,7 @@ def main():
             "rate": args.rate, "targets": list(started), "routes": [args.routes_small, args.routes_big],
             "routes_path": ROUTES_PATH, "rust_log": args.rust_log,
             "compose_delay_ms": args.compose_delay, "compose_rate": args.compose_rate,
+            "shadow_delay_ms": args.shadow_delay, "shadow_rate": args.shadow_rate,
             "scenarios": {s: doc(s, args) for s in scenarios}, "versions": versions(args)}
     base = os.path.join(args.out, f"run-{stamp}")
     with open(base + ".json", "w") as f:
