@@ -3,10 +3,12 @@
 //! whole; a request keeps the snapshot it started with until its response is
 //! done.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::router::Router;
+use crate::shadow::report::Report;
 use crate::shift::state::{ShiftState, ShiftStates};
 use crate::upstream::{Pool, Registry};
 
@@ -17,13 +19,21 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// Same order as `config.routes`: the shift state of each route that shifts.
     pub shifts: Vec<Option<Arc<ShiftState>>>,
+    /// Same order as `config.routes`: the shadow report of each route that
+    /// shadows, so a mirrored request records without a lookup or a lock.
+    pub shadows: Vec<Option<Arc<Report>>>,
 }
 
 impl Snapshot {
     /// Compiles `config`. Targets the registry already knows keep their
     /// counters and idle connections; kept shifted routes keep their share
     /// and ramp.
-    pub fn build(config: Config, registry: &Registry, shifts: &ShiftStates) -> Snapshot {
+    pub fn build(
+        config: Config,
+        registry: &Registry,
+        shifts: &ShiftStates,
+        mut shadowed: HashMap<String, Arc<Report>>,
+    ) -> Snapshot {
         let router = Router::new(
             config
                 .routes
@@ -36,11 +46,17 @@ impl Snapshot {
             .map(|u| Arc::new(Pool::new(u, registry)))
             .collect();
         let shifts = shifts.sync(&config);
+        let shadows = config
+            .routes
+            .iter()
+            .map(|r| shadowed.remove(&r.name))
+            .collect();
         Snapshot {
             config,
             router,
             pools,
             shifts,
+            shadows,
         }
     }
 }

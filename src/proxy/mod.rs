@@ -71,8 +71,8 @@ impl Proxy {
         let registry = Registry::default();
         let shifts = ShiftStates::default();
         let reports = crate::shadow::report::Reports::default();
-        sync_reports(&reports, &config);
-        let snapshot = Snapshot::build(config, &registry, &shifts);
+        let shadowed = sync_reports(&reports, &config);
+        let snapshot = Snapshot::build(config, &registry, &shifts, shadowed);
         let proxy = Arc::new(Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
@@ -96,8 +96,13 @@ impl Proxy {
     /// Compiles `config` and makes it the one new requests run on. Requests in
     /// flight keep the snapshot they started with.
     pub fn install(&self, config: Config) {
-        sync_reports(&self.shadow, &config);
-        let next = Arc::new(Snapshot::build(config, &self.registry, &self.shifts));
+        let shadowed = sync_reports(&self.shadow, &config);
+        let next = Arc::new(Snapshot::build(
+            config,
+            &self.registry,
+            &self.shifts,
+            shadowed,
+        ));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
     }
@@ -236,13 +241,14 @@ impl Proxy {
         // A mirrored request's copy is on its way before the primary is sent.
         let mut body = body::ClientBody::Streaming(body);
         let mut tap = None;
-        if let Some((r, sh)) = route.and_then(|i| {
-            let r = &snap.config.routes[i];
-            Some((r, r.shadow.as_ref()?))
-        }) && !upgrade
+        if let Some((i, sh)) = route.and_then(|i| Some((i, snap.config.routes[i].shadow.as_ref()?)))
+            && !upgrade
             && crate::shadow::mirror::wanted(sh, upstream, &parts.method)
         {
-            let sink = self.shadow_sink(&r.name);
+            let sink: Arc<dyn crate::shadow::mirror::Sink> = match &snap.shadows[i] {
+                Some(report) => report.clone(),
+                None => Arc::new(crate::shadow::mirror::Discard),
+            };
             let copy = Mirrored {
                 snap: log.snap.clone(),
                 shadow: sh,
@@ -312,20 +318,12 @@ impl Proxy {
     }
 }
 
-impl Proxy {
-    /// Where the copies of route `name` report; a route whose shadow a
-    /// reload removed while a copy was in flight reports nowhere.
-    fn shadow_sink(&self, name: &str) -> Arc<dyn crate::shadow::mirror::Sink> {
-        match self.shadow.get(name) {
-            Some(r) => r,
-            None => Arc::new(crate::shadow::mirror::Discard),
-        }
-    }
-}
-
 /// Keeps each shadowed route's report across reloads while what it compares
 /// stays the same: the shadow's upstream, `ignore` and `compare_headers`.
-fn sync_reports(reports: &crate::shadow::report::Reports, config: &Config) {
+fn sync_reports(
+    reports: &crate::shadow::report::Reports,
+    config: &Config,
+) -> std::collections::HashMap<String, Arc<crate::shadow::report::Report>> {
     let basis: Vec<(&str, String)> = config
         .routes
         .iter()
@@ -343,7 +341,7 @@ fn sync_reports(reports: &crate::shadow::report::Reports, config: &Config) {
             ))
         })
         .collect();
-    reports.sync(basis.iter().map(|(n, b)| (*n, b.as_str())));
+    reports.sync(basis.iter().map(|(n, b)| (*n, b.as_str())))
 }
 
 /// Closes upstream connections left idle too long, until the proxy is gone.
