@@ -249,15 +249,21 @@ impl Proxy {
                 Some(report) => report.clone(),
                 None => Arc::new(crate::shadow::mirror::Discard),
             };
-            let copy = Mirrored {
-                snap: log.snap.clone(),
-                shadow: sh,
-                primary: upstream,
-                path: &upstream_path,
-                limits: &self.mirror_limits,
-                sink,
-            };
-            (body, tap) = mirror(copy, &parts, body, &how, down).await?;
+            if self.mirror_limits.full() {
+                // Too many comparisons in flight: skipped before anything is
+                // held or copied, so the overload costs the client nothing.
+                sink.skipped();
+            } else {
+                let copy = Mirrored {
+                    snap: log.snap.clone(),
+                    shadow: sh,
+                    primary: upstream,
+                    path: &upstream_path,
+                    limits: &self.mirror_limits,
+                    sink,
+                };
+                (body, tap) = mirror(copy, &parts, body, &how, down).await?;
+            }
         }
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {

@@ -63,6 +63,14 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Whether every comparison slot is taken: the copy would be skipped, so
+    /// nothing is prepared for it.
+    pub fn full(&self) -> bool {
+        self.permits.available_permits() == 0
+    }
+}
+
 /// Whether this request is copied: its method is mirrored, the primary is
 /// not already the shadow's upstream, and it falls in the share.
 pub fn wanted(shadow: &Shadow, primary: usize, method: &Method) -> bool {
