@@ -21,18 +21,17 @@ pub mod template;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use crate::config::{Compose, Leg, Merge};
 use crate::proxy::Downstream;
 use crate::proxy::body::{RequestBody, ResponseBody};
 use crate::snapshot::Snapshot;
+use crate::upstream::body::{ReadError, read_bounded};
 use template::Source;
 
 /// Largest leg answer read; a larger one fails the leg.
@@ -478,9 +477,15 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
     }
     // The body must arrive within what is left of the leg's timeout too.
     let left = timeout.saturating_sub(started.elapsed());
-    let bytes = tokio::time::timeout(left, read_bounded(resp.into_body()))
-        .await
-        .map_err(|_| LegFailure::Timeout(timeout))??;
+    let read = read_bounded(resp.into_body(), MAX_LEG_BODY);
+    let bytes = tokio::time::timeout(left, async {
+        read.await.map_err(|e| match e {
+            ReadError::TooLarge => LegFailure::TooLarge,
+            ReadError::Failed => LegFailure::Failed,
+        })
+    })
+    .await
+    .map_err(|_| LegFailure::Timeout(timeout))??;
     drop(lease);
     let value = serde_json::from_slice(&bytes).map_err(|_| LegFailure::NotJson)?;
     Ok((status, value))
@@ -504,20 +509,6 @@ fn leg_request(leg: &Leg, client: &Parts) -> Request<RequestBody> {
     }
     headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
     req
-}
-
-async fn read_bounded(mut body: crate::upstream::body::UpstreamBody) -> Result<Bytes, LegFailure> {
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| LegFailure::Failed)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > MAX_LEG_BODY {
-                return Err(LegFailure::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 /// Keeps only the `pick`ed top-level fields of an answer (of each answer of

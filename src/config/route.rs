@@ -286,17 +286,7 @@ fn parse_shift(
             None
         }
     };
-    let percent = match r.number("percent", 0.0, 100.0) {
-        Some(p) => basis_points(&p, "percent", &what, diags),
-        None if t.get("percent").is_none() => {
-            diags.error(
-                span.clone(),
-                format!("{what}: `percent` is missing (0 to 100)"),
-            );
-            None
-        }
-        None => None,
-    };
+    let percent = required_percent(&mut r, t, &span, &what, diags);
     let sticky = r.string("sticky").map(|s| sticky(&s, &what, diags));
     let force_header = r.string("force_header").map(|h| {
         HeaderName::from_bytes(h.get_ref().as_bytes()).map_err(|_| {
@@ -412,6 +402,27 @@ fn sticky(s: &SpannedStr, what: &str, diags: &Diags) -> Result<Sticky, ()> {
     }
 }
 
+/// The required `percent` of a `shift` or `shadow`, in hundredths of a percent.
+fn required_percent(
+    r: &mut TableReader<'_, '_>,
+    t: &DeTable<'_>,
+    span: &Range<usize>,
+    what: &str,
+    diags: &Diags,
+) -> Option<u16> {
+    match r.number("percent", 0.0, 100.0) {
+        Some(p) => basis_points(&p, "percent", what, diags),
+        None if t.get("percent").is_none() => {
+            diags.error(
+                span.clone(),
+                format!("{what}: `percent` is missing (0 to 100)"),
+            );
+            None
+        }
+        None => None,
+    }
+}
+
 /// `shadow = { to, percent, methods, ignore, compare_headers, calibrate }`.
 fn parse_shadow(
     t: &DeTable<'_>,
@@ -432,17 +443,7 @@ fn parse_shadow(
             None
         }
     };
-    let percent = match r.number("percent", 0.0, 100.0) {
-        Some(p) => basis_points(&p, "percent", &what, diags),
-        None if t.get("percent").is_none() => {
-            diags.error(
-                span.clone(),
-                format!("{what}: `percent` is missing (0 to 100)"),
-            );
-            None
-        }
-        None => None,
-    };
+    let percent = required_percent(&mut r, t, &span, &what, diags);
     let methods = match r.string_list("methods") {
         None => Some(vec![Method::GET, Method::HEAD, Method::OPTIONS]),
         Some(list) => {

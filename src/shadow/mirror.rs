@@ -19,7 +19,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request};
-use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::compare::{self, Difference};
@@ -27,6 +26,7 @@ use crate::config::Shadow;
 use crate::proxy::Downstream;
 use crate::proxy::body::{RequestBody, Tee};
 use crate::snapshot::Snapshot;
+use crate::upstream::body::{ReadError, read_bounded};
 
 /// Largest answer (either side) compared; a larger one is skipped.
 pub const MAX_BODY: usize = 1 << 20;
@@ -262,19 +262,12 @@ async fn fetch(p: Prepared, timeout: Duration, connect: Duration) -> Result<Read
     let resp = crate::proxy::forward::send(&p.lease, p.req, false, timeout, connect)
         .await
         .map_err(|_| Unread::Failed)?;
-    let (parts, mut body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let read = async {
-        let mut buf = BytesMut::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| Unread::Failed)?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > MAX_BODY {
-                    return Err(Unread::TooLarge);
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(buf.freeze())
+        read_bounded(body, MAX_BODY).await.map_err(|e| match e {
+            ReadError::TooLarge => Unread::TooLarge,
+            ReadError::Failed => Unread::Failed,
+        })
     };
     let body = tokio::time::timeout(timeout, read)
         .await

@@ -86,3 +86,29 @@ impl Body for UpstreamBody {
         }
     }
 }
+
+/// Why [`read_bounded`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// The body failed (reset, invalid framing).
+    Failed,
+    /// The body is larger than the limit.
+    TooLarge,
+}
+
+/// Reads a whole answer that must be held (a composition leg to parse, a
+/// shadow answer to compare), giving up at `limit` bytes.
+pub async fn read_bounded(mut body: UpstreamBody, limit: usize) -> Result<Bytes, ReadError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ReadError::Failed)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ReadError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
