@@ -4,15 +4,14 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::Request;
 use http_body_util::Full;
 use serde_json::json;
+use support::raw::{raw_upstream, write_json};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
 async fn shop(kind: Kind) -> Server {
@@ -111,34 +110,16 @@ async fn flat_merges_objects_in_leg_order() {
 
 /// An upstream that answers nobody until `n` requests are waiting, then
 /// answers them all: legs that did not run concurrently would wait forever.
-async fn rendezvous(n: usize) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
+async fn rendezvous(n: usize) -> Server {
     let barrier = Arc::new(Barrier::new(n));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => seen.extend_from_slice(&buf[..k]),
-                    }
-                }
-                barrier.wait().await;
-                let body = br#"{"ok":true,"next":"n1"}"#;
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body).await;
-            });
+    raw_upstream(move |mut s: TcpStream| {
+        let barrier = barrier.clone();
+        async move {
+            barrier.wait().await;
+            write_json(&mut s, br#"{"ok":true,"next":"n1"}"#).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 #[tokio::test]
@@ -148,7 +129,7 @@ async fn independent_legs_run_at_once_and_dependent_legs_after() {
     let p = start(&format!(
         r#"
 [upstreams.meet]
-targets = ["http://{meet}"]
+targets = ["{}"]
 [upstreams.echo]
 targets = ["{}"]
 [[routes]]
@@ -167,6 +148,7 @@ name = "after"
 upstream = "echo"
 path = "/x/{{a.next}}/{{b.ok}}"
 "#,
+        meet.url(),
         b.url()
     ))
     .await;

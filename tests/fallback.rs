@@ -4,14 +4,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
+use support::raw::{raw_upstream, silent_upstream};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 
 /// A route `/api/**` on upstream `new` at `new_url`, falling back to `legacy`;
 /// `extra` adds route keys. The prefix is stripped, so
@@ -48,41 +46,6 @@ async fn call(p: &TestProxy, method: &str, path: &str, body: Vec<u8>) -> Answer 
             .unwrap(),
     )
     .await
-}
-
-/// An upstream that takes connections and requests and never answers.
-async fn silent() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    addr
-}
-
-/// An upstream that reads a request head and closes without answering.
-async fn hangs_up() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = s.shutdown().await;
-            });
-        }
-    });
-    addr
 }
 
 #[tokio::test]
@@ -166,13 +129,8 @@ async fn a_service_without_the_path_yet_falls_through_on_404() {
 #[tokio::test]
 async fn timeouts_and_hang_ups_fall_back_for_idempotent_requests() {
     let legacy = backend("legacy").await;
-    let quiet = silent().await;
-    let p = start(&route(
-        &legacy,
-        &format!("http://{quiet}"),
-        "timeout = \"300ms\"",
-    ))
-    .await;
+    let quiet = silent_upstream().await;
+    let p = start(&route(&legacy, &quiet.url(), "timeout = \"300ms\"")).await;
     let a = call(&p, "GET", "/api/slow", vec![]).await;
     assert_eq!(
         (a.status.as_u16(), a.json()["server"].clone()),
@@ -182,8 +140,9 @@ async fn timeouts_and_hang_ups_fall_back_for_idempotent_requests() {
     let a = call(&p, "POST", "/api/slow", vec![1]).await;
     assert_eq!(a.status, 504);
 
-    let rude = hangs_up().await;
-    let p = start(&route(&legacy, &format!("http://{rude}"), "")).await;
+    // Reads the request head and closes without answering.
+    let rude = raw_upstream(|s: TcpStream| async move { drop(s) }).await;
+    let p = start(&route(&legacy, &rude.url(), "")).await;
     let a = call(&p, "DELETE", "/api/x", vec![]).await;
     assert_eq!(
         (a.status.as_u16(), a.json()["server"].clone()),

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use support::raw::{raw_upstream, silent_upstream, write_json};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 /// `/admin/shadow`'s view of `route`, once `done` holds (10 s at most).
@@ -146,24 +146,11 @@ shadow = {{ to = "shadow", percent = 100, methods = ["GET", "PUT"] }}
     assert!(!pointers.contains(&"/path"), "same path and query: {r}");
 }
 
-/// An upstream that accepts and never answers.
-async fn silent() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn a_silent_or_dead_shadow_never_holds_up_the_client() {
     let primary = backend("primary").await;
     for shadow in [
-        format!("http://{}", silent().await),
+        silent_upstream().await.url(),
         format!("http://{}", dead_addr().await),
     ] {
         let p = start(&format!(
@@ -196,39 +183,21 @@ shadow = {{ to = "shadow", percent = 100 }}
 
 /// A primary whose every answer carries a fresh stamp and id; `total` is 10
 /// (the shadow answers 11).
-async fn stamped(total: u64) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
+async fn stamped(total: u64) -> Server {
     let n = Arc::new(AtomicU64::new(0));
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let n = n.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => seen.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let i = n.fetch_add(1, Ordering::Relaxed);
-                let body = format!(
-                    r#"{{"generated":{},"request":"r-{}-{}","total":{total}}}"#,
-                    1_700_000_000 + i,
-                    i,
-                    fastrand_like(i)
-                );
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(body.as_bytes()).await;
-            });
+    raw_upstream(move |mut s: TcpStream| {
+        let i = n.fetch_add(1, Ordering::Relaxed);
+        async move {
+            let body = format!(
+                r#"{{"generated":{},"request":"r-{}-{}","total":{total}}}"#,
+                1_700_000_000 + i,
+                i,
+                fastrand_like(i)
+            );
+            write_json(&mut s, body.as_bytes()).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn fastrand_like(i: u64) -> u64 {
@@ -238,13 +207,14 @@ fn fastrand_like(i: u64) -> u64 {
 #[tokio::test]
 async fn calibration_turns_timestamps_into_noise_but_not_real_differences() {
     let (primary, shadow) = (stamped(10).await, stamped(11).await);
+    let (pu, su) = (primary.url(), shadow.url());
     let p = start(&format!(
         r#"[server]
 admin = "127.0.0.1:0"
 [upstreams.primary]
-targets = ["http://{primary}"]
+targets = ["{pu}"]
 [upstreams.shadow]
-targets = ["http://{shadow}"]
+targets = ["{su}"]
 [[routes]]
 name = "r"
 prefix = "/"
@@ -273,13 +243,14 @@ shadow = {{ to = "shadow", percent = 100, calibrate = 100 }}
 
     // Once calibrated, a shadow that only differs in noise matches.
     let same = stamped(10).await;
+    let same_u = same.url();
     let p2 = start(&format!(
         r#"[server]
 admin = "127.0.0.1:0"
 [upstreams.primary]
-targets = ["http://{primary}"]
+targets = ["{pu}"]
 [upstreams.shadow]
-targets = ["http://{same}"]
+targets = ["{same_u}"]
 [[routes]]
 name = "r"
 prefix = "/"

@@ -326,3 +326,23 @@ pub async fn answers_with(answer: &'static [u8]) -> Server {
     })
     .await
 }
+
+/// A raw upstream that takes each request and never answers, holding the
+/// connection open (a stuck service).
+pub async fn silent_upstream() -> Server {
+    raw_upstream(|s: TcpStream| async move {
+        let _held = s;
+        std::future::pending::<()>().await;
+    })
+    .await
+}
+
+/// Writes a `200` JSON answer and ends the exchange (`connection: close`).
+pub async fn write_json(s: &mut TcpStream, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(body).await;
+}
