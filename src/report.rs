@@ -321,6 +321,16 @@ pub fn explain(
                 let _ = writeln!(out, "shift      {line}");
                 upstream = goes_to.unwrap_or(upstream);
             }
+            if let Some(sh) = &r.shadow {
+                let methods: Vec<&str> = sh.methods.iter().map(Method::as_str).collect();
+                let _ = writeln!(
+                    out,
+                    "shadow     {}% of {} copied to {} and compared (not when it is the primary)",
+                    crate::config::percent_text(sh.basis_points),
+                    methods.join("/"),
+                    config.upstreams[sh.to].name
+                );
+            }
             if let Some(f) = r.fallback {
                 let codes: Vec<String> = r.fallback_on.iter().map(u16::to_string).collect();
                 let _ = writeln!(
@@ -500,6 +510,7 @@ fallback_on = [404]
             out.contains("fallback   legacy on connect failure, timeout or 502/503/504"),
             "{out}"
         );
+        assert!(!out.contains("shadow "), "no shadow on this route: {out}");
         let forced = explain(&c, "GET", "/api/customers/1", &["x-side: customers".into()]).unwrap();
         assert!(forced.contains("forced by x-side: customers"), "{forced}");
         assert!(forced.contains("upstream   customers ("), "{forced}");

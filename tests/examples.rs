@@ -28,6 +28,11 @@ fn the_commented_example_is_valid_and_shifts_customers_with_a_ramp() {
         "{customers}"
     );
     assert!(customers.contains("fallback legacy"), "{customers}");
+    assert!(customers.contains("shadow→customers 100%"), "{customers}");
+    assert!(
+        table.contains("compose(order, customer, stock?)"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -37,5 +42,22 @@ fn the_demo_config_is_valid() {
     assert!(
         table.contains("compose(order, customer, stock?)"),
         "{table}"
+    );
+}
+
+#[test]
+fn explain_names_the_shadow_of_the_example_route() {
+    let out = support::process::run(&[
+        "explain",
+        "--config",
+        "config/strangler.toml",
+        "GET",
+        "/api/customers/42",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains("shadow     100% of GET/HEAD/OPTIONS copied to customers and compared"),
+        "{out}"
     );
 }
