@@ -241,14 +241,16 @@ impl Proxy {
         // A mirrored request's copy is on its way before the primary is sent.
         let mut body = body::ClientBody::Streaming(body);
         let mut tap = None;
-        if let Some((i, sh)) = route.and_then(|i| Some((i, snap.config.routes[i].shadow.as_ref()?)))
-            && !upgrade
+        // The snapshot holds a report for exactly the routes that shadow.
+        if let Some((sh, report)) = route.and_then(|i| {
+            Some((
+                snap.config.routes[i].shadow.as_ref()?,
+                snap.shadows[i].as_ref()?,
+            ))
+        }) && !upgrade
             && crate::shadow::mirror::wanted(sh, upstream, &parts.method)
         {
-            let sink: Arc<dyn crate::shadow::mirror::Sink> = match &snap.shadows[i] {
-                Some(report) => report.clone(),
-                None => Arc::new(crate::shadow::mirror::Discard),
-            };
+            let sink: Arc<dyn crate::shadow::mirror::Sink> = report.clone();
             if self.mirror_limits.full() {
                 // Too many comparisons in flight: skipped before anything is
                 // held or copied, so the overload costs the client nothing.

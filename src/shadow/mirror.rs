@@ -325,18 +325,6 @@ impl Tee for PrimaryCopy {
     }
 }
 
-/// A sink that keeps nothing, for routes whose report is gone (a reload
-/// removed the shadow while the copy was in flight).
-#[derive(Debug, Default)]
-pub struct Discard;
-
-impl Sink for Discard {
-    fn compared(&self, _: &[Difference], _: &str, _: &str) {}
-    fn calibrated(&self, _: &[Difference]) {}
-    fn error(&self) {}
-    fn skipped(&self) {}
-}
-
 impl Sink for super::report::Report {
     fn compared(&self, diffs: &[Difference], method: &str, path: &str) {
         super::report::Report::compared(self, diffs, method, path);
