@@ -140,24 +140,25 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let upstream = &lease.pool().name;
     let target = lease.target();
-    // The rarer paths are boxed: a future is as large as its largest state,
-    // and the common path's future is moved around with every request.
-    let exchange = async {
-        if upgrade {
-            let response = Box::pin(conn::send_upgrade(
-                target.authority.as_str(),
-                connect_timeout,
-                req,
-            ))
-            .await?;
-            return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
-        }
-        if req.body().is_end_stream() {
-            return send_bodiless(target, req, connect_timeout).await;
-        }
-        Box::pin(send_with_body(target, req, connect_timeout)).await
+    // A future is as large as its largest state, and the common path's future
+    // is moved with every request: the bodiless exchange is encoded before
+    // it starts so its future never holds the request, and the rarer paths
+    // are boxed.
+    let exchanged = if !upgrade && req.body().is_end_stream() {
+        let bodiless = Bodiless::encode(req);
+        tokio::time::timeout(timeout, send_bodiless(target, bodiless, connect_timeout)).await
+    } else {
+        let exchange = async move {
+            if upgrade {
+                let response =
+                    conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
+                return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
+            }
+            send_with_body(target, req, connect_timeout).await
+        };
+        tokio::time::timeout(timeout, Box::pin(exchange)).await
     };
-    match tokio::time::timeout(timeout, exchange).await {
+    match exchanged {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(classify(e, upstream)),
         Err(_) => Err(ProxyError::Timeout {
@@ -167,19 +168,31 @@ pub async fn send(
     }
 }
 
+/// Everything a bodiless exchange needs from its request.
+struct Bodiless {
+    head: Vec<u8>,
+    head_request: bool,
+    idempotent: bool,
+}
+
+impl Bodiless {
+    fn encode(req: Request<RequestBody>) -> Bodiless {
+        let mut head = Vec::with_capacity(512);
+        h1::encode_head(&req, &mut head);
+        Bodiless {
+            head,
+            head_request: req.method() == Method::HEAD,
+            idempotent: crate::fallback::is_idempotent(req.method()),
+        }
+    }
+}
+
 async fn send_bodiless(
     target: &Target,
-    req: Request<RequestBody>,
+    req: Bodiless,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let authority = target.authority.as_str();
-    let mut head = Vec::with_capacity(512);
-    h1::encode_head(&req, &mut head);
-    let head_request = req.method() == Method::HEAD;
-    let idempotent = crate::fallback::is_idempotent(req.method());
-    // Everything the exchange needs is in `head` now; the request itself
-    // would only make this future larger.
-    drop(req);
     let (mut raw, reused) = match target.stats.raw_idle.take() {
         Some(c) => (c, true),
         None => (
@@ -187,14 +200,14 @@ async fn send_bodiless(
             false,
         ),
     };
-    let answer = match h1::exchange(&mut raw, &head, head_request).await {
+    let answer = match h1::exchange(&mut raw, &req.head, req.head_request).await {
         Ok(a) => a,
         // A kept-alive connection the upstream closed as the request went out:
         // nothing came back, and the request is safe to send again.
-        Err(h1::ExchangeError::Closed(_)) if reused && idempotent => {
+        Err(h1::ExchangeError::Closed(_)) if reused && req.idempotent => {
             tracing::debug!("kept-alive connection was closed; sending on a new one");
             raw = Box::pin(RawConn::connect(authority, connect_timeout)).await?;
-            h1::exchange(&mut raw, &head, head_request).await?
+            h1::exchange(&mut raw, &req.head, req.head_request).await?
         }
         Err(e) => return Err(e.into()),
     };

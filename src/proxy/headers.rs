@@ -14,7 +14,8 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1),
 /// plus `proxy-connection` and `keep-alive` that old clients still send.
 /// `expect` is answered by this hop (hyper sends `100 Continue` when the body is
-/// read), so it is not passed on either.
+/// read), so it is not passed on either. `connection` comes first: its bit is 1
+/// in [`strip_hop_by_hop`].
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -33,49 +34,46 @@ const MAX_REQUEST_ID: usize = 128;
 /// `upgrade`, the `upgrade` header survives and `connection: upgrade` is set,
 /// which is how a WebSocket handshake crosses the proxy.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
-    // Most messages carry none of these: one pass over the names decides.
-    if !headers.keys().any(is_hop_by_hop) {
-        if upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    // One pass over the names finds which are present: most messages carry
+    // none, and most of the rest only `connection`, so only those are
+    // looked up again to be removed.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            present |= 1 << i;
         }
-        return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
+        // Names the `connection` header lists go too; listed hop-by-hop names
+        // are already marked if present.
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| !(upgrade && *n == header::UPGRADE))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && hop_by_hop_index(t).is_none())
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in listed {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        if upgrade && *name == header::UPGRADE {
-            continue;
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 && !(upgrade && *name == header::UPGRADE) {
+            headers.remove(name);
         }
-        headers.remove(name);
     }
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "expect"
-    )
+/// Where `name` (any case) is in [`HOP_BY_HOP`], if it is a hop-by-hop header.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    HOP_BY_HOP
+        .iter()
+        .position(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// An HTTP/1.1 request asking to switch protocols (`connection: upgrade` plus
@@ -218,5 +216,66 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 10.0.0.9");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_FORWARDED_HOST], "shop.example.com");
+    }
+
+    /// The plain statement of the rule, without the one-pass shortcut.
+    fn strip_reference(h: &mut HeaderMap, upgrade: bool) {
+        let listed: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(upgrade && *n == header::UPGRADE))
+            .collect();
+        for name in listed {
+            h.remove(name);
+        }
+        for name in &HOP_BY_HOP {
+            if !(upgrade && *name == header::UPGRADE) {
+                h.remove(name);
+            }
+        }
+        if upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn stripping_matches_the_plain_rule(
+            names in proptest::collection::vec(0usize..12, 0..8),
+            listed in proptest::collection::vec(0usize..12, 0..4),
+            upgrade: bool,
+        ) {
+            const POOL: [&str; 12] = [
+                "connection", "keep-alive", "proxy-connection", "te", "trailer",
+                "transfer-encoding", "upgrade", "expect", "accept", "x-secret",
+                "cookie", "x-other",
+            ];
+            let mut h = HeaderMap::new();
+            for &i in &names {
+                h.append(POOL[i], HeaderValue::from_static("v"));
+            }
+            if !listed.is_empty() {
+                // Tokens in mixed case and with spaces, as clients send them.
+                let tokens: Vec<String> = listed
+                    .iter()
+                    .map(|&i| format!(" {}", POOL[i].to_ascii_uppercase()))
+                    .collect();
+                let value = HeaderValue::from_str(&tokens.join(",")).unwrap();
+                h.append(header::CONNECTION, value);
+            }
+            let mut want = h.clone();
+            strip_reference(&mut want, upgrade);
+            strip_hop_by_hop(&mut h, upgrade);
+            let mut got: Vec<(String, Vec<u8>)> =
+                h.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            let mut exp: Vec<(String, Vec<u8>)> =
+                want.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+            got.sort();
+            exp.sort();
+            proptest::prop_assert_eq!(got, exp);
+        }
     }
 }

@@ -188,7 +188,10 @@ impl Proxy {
                         .zip(&m.captures)
                         .map(|(name, range)| (name, path[range.clone()].to_owned()))
                         .collect();
-                    return composite(
+                    // Boxed, like the other feature paths below: a future is as
+                    // large as its largest state, and the plain path's future is
+                    // moved with every request.
+                    return Box::pin(composite(
                         snap,
                         route,
                         &params,
@@ -199,7 +202,7 @@ impl Proxy {
                         timeout,
                         log,
                         &self.recorded,
-                    )
+                    ))
                     .await;
                 };
                 (
@@ -264,7 +267,7 @@ impl Proxy {
                     limits: &self.mirror_limits,
                     sink,
                 };
-                (body, tap) = mirror(copy, &parts, body, &how, down).await?;
+                (body, tap) = Box::pin(mirror(copy, &parts, body, &how, down)).await?;
             }
         }
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
@@ -288,7 +291,17 @@ impl Proxy {
                     path: upstream_path,
                     shifted,
                 };
-                with_fallback(snap, first, (to, on), parts, body, &how, down, log).await?
+                Box::pin(with_fallback(
+                    snap,
+                    first,
+                    (to, on),
+                    parts,
+                    body,
+                    &how,
+                    down,
+                    log,
+                ))
+                .await?
             }
         };
         let pool = &snap.pools[log.upstream.unwrap_or(upstream)];
