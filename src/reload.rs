@@ -106,9 +106,14 @@ impl Reloader {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 let problems = e.messages();
                 for line in &problems {
-                    tracing::error!(trigger, "config reload failed: {line}");
+                    tracing::error!(
+                        event = "config_error",
+                        trigger,
+                        "config reload failed: {line}"
+                    );
                 }
                 tracing::warn!(
+                    event = "reload_failed",
                     trigger,
                     errors = problems.len(),
                     "config not reloaded: the current config keeps serving"
@@ -118,22 +123,42 @@ impl Reloader {
         };
         let diff = ConfigDiff::between(&self.proxy.snapshot().config, &config);
         for w in &config.warnings {
-            tracing::warn!(trigger, "{w}");
+            tracing::warn!(event = "config_warning", trigger, "{w}");
         }
         self.proxy.install(config);
         self.ok.fetch_add(1, Ordering::Relaxed);
         let lines = diff.lines();
         for line in &lines {
             if line.needs_restart {
-                tracing::warn!(trigger, "config change: {line}");
+                tracing::warn!(
+                    event = "config_change",
+                    trigger,
+                    needs_restart = true,
+                    "config change: {line}"
+                );
             } else {
-                tracing::info!(trigger, "config change: {line}");
+                tracing::info!(
+                    event = "config_change",
+                    trigger,
+                    needs_restart = false,
+                    "config change: {line}"
+                );
             }
         }
         if lines.is_empty() {
-            tracing::info!(trigger, changes = 0, "config reloaded: nothing changed");
+            tracing::info!(
+                event = "reload",
+                trigger,
+                changes = 0,
+                "config reloaded: nothing changed"
+            );
         } else {
-            tracing::info!(trigger, changes = lines.len(), "config reloaded");
+            tracing::info!(
+                event = "reload",
+                trigger,
+                changes = lines.len(),
+                "config reloaded"
+            );
         }
         Ok(Reloaded {
             summary: diff.summary(),

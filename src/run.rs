@@ -50,7 +50,7 @@ pub struct Bound {
 impl Bound {
     pub async fn new(config: Config) -> Result<Bound, RunError> {
         for w in &config.warnings {
-            tracing::warn!("{w}");
+            tracing::warn!(event = "config_warning", "{w}");
         }
         if let Some(addr) = config.server.admin
             && !addr.ip().is_loopback()
@@ -95,12 +95,12 @@ impl Bound {
     /// Serves until `shutdown` resolves, then drains (up to `drain_timeout`).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         for addr in self.local_addrs() {
-            tracing::info!(%addr, "listening");
+            tracing::info!(event = "listening", %addr, "listening");
         }
         let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
         if let Some(l) = self.admin {
             if let Ok(addr) = l.local_addr() {
-                tracing::info!(%addr, "admin listening");
+                tracing::info!(event = "admin_listening", %addr, "admin listening");
             }
             tokio::spawn(admin::serve(
                 l,
@@ -118,7 +118,7 @@ impl Bound {
             task.abort();
         }
         let _ = stop_admin.send(true);
-        tracing::info!("stopped");
+        tracing::info!(event = "stopped", "stopped");
     }
 }
 
@@ -169,10 +169,13 @@ impl ShutdownSignals {
     /// draining (status 130, as a shell reports an interrupted program).
     pub async fn first(mut self) {
         self.next().await;
-        tracing::info!("signal received: draining (send it again to exit now)");
+        tracing::info!(
+            event = "signal",
+            "signal received: draining (send it again to exit now)"
+        );
         tokio::spawn(async move {
             self.next().await;
-            tracing::warn!("second signal: exiting without draining");
+            tracing::warn!(event = "signal", "second signal: exiting without draining");
             std::process::exit(130);
         });
     }
@@ -212,6 +215,7 @@ impl ReloadTriggers {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(
+                    event = "config_watch_failed",
                     file = %path.display(),
                     "cannot watch the config file ({e}); reload it with SIGHUP or POST /admin/reload"
                 );
@@ -252,6 +256,7 @@ impl ReloadTriggers {
                     // Moved away or deleted: an editor between rename and
                     // create, or an operator. Its return is a change too.
                     tracing::warn!(
+                        event = "config_file_gone",
                         file = %path.display(),
                         "the config file is gone; the current config keeps serving until it is back"
                     );
@@ -359,14 +364,17 @@ fn watch(
     use notify::Watcher as _;
     let list = watch_list(path)?;
     let dirs: Vec<PathBuf> = list.iter().map(|w| w.dir.clone()).collect();
-    let mut watcher =
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        match res {
             Ok(event) if concerns(&event, &list) => {
                 let _ = tx.send(());
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!("watching the config file: {e}"),
-        })?;
+            Err(e) => {
+                tracing::warn!(event = "config_watch_failed", error = %e, "watching the config file: {e}")
+            }
+        }
+    })?;
     for dir in &dirs {
         watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
     }

@@ -169,10 +169,10 @@ impl Admin {
                 let path = req.uri().path();
                 match &e {
                     AdminError::Denied(_) => {
-                        tracing::warn!(request_id = rid, path, error = %e, "admin write refused");
+                        tracing::warn!(event = "admin_refused", request_id = rid, path, error = %e, "admin write refused");
                     }
                     e if e.status().is_server_error() => {
-                        tracing::error!(request_id = rid, path, error = %e, "admin call failed");
+                        tracing::error!(event = "admin_failed", request_id = rid, path, error = %e, "admin call failed");
                     }
                     _ => {}
                 }

@@ -55,11 +55,6 @@ pub fn resume(proxy: &Proxy, raw_name: &str) -> Result<Value, AdminError> {
         route: name.clone(),
         source,
     })?;
-    tracing::info!(
-        route = %route.name,
-        percent = %crate::config::percent_text(state.basis_points()),
-        "ramp resumed by admin call"
-    );
     Ok(json!({
         "route": route.name,
         "shift": shift_state(config, shift, state),

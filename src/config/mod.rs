@@ -260,6 +260,11 @@ pub fn percent_text(basis_points: u16) -> String {
     }
 }
 
+/// Hundredths of a percent as a number, for log fields: `1050` → `10.5`.
+pub fn percent_number(basis_points: u16) -> f64 {
+    f64::from(basis_points) / 100.0
+}
+
 /// `fallback_on` when the file does not say.
 pub const DEFAULT_FALLBACK_ON: [u16; 3] = [502, 503, 504];
 

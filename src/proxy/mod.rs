@@ -444,7 +444,7 @@ fn log_failure(e: &ProxyError, request_id: &str) {
     use std::error::Error as _;
     let cause = e.source().map(|s| s.to_string());
     if e.status().is_server_error() {
-        tracing::warn!(request_id, error = %e, cause, "upstream request failed");
+        tracing::warn!(event = "request_failed", request_id, error = %e, cause, "upstream request failed");
     } else {
         tracing::debug!(request_id, error = %e, "request refused");
     }
@@ -490,6 +490,7 @@ impl OnComplete for Completion {
         let path = self.uri.path_and_query().map_or("-", |pq| pq.as_str());
         tracing::info!(
             target: "strangler::access",
+            event = "request",
             request_id = self.request_id.to_str().unwrap_or("-"),
             client = %self.client,
             method = %self.method,

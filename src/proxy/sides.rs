@@ -204,9 +204,11 @@ pub(super) async fn with_fallback(
         return sent;
     }
     tracing::info!(
+        event = "fallback",
         request_id = how.request_id.to_str().unwrap_or("-"),
-        from = snap.config.upstreams[first.upstream].name,
-        to = snap.config.upstreams[to].name,
+        route = log.route.map(|i| snap.config.routes[i].name.as_str()),
+        upstream = snap.config.upstreams[first.upstream].name,
+        fallback = snap.config.upstreams[to].name,
         outcome = ?outcome,
         "falling back"
     );

@@ -158,6 +158,7 @@ pub async fn serve(
     while accepting.join_next().await.is_some() {}
     let drain = proxy.snapshot().config.server.drain_timeout;
     tracing::info!(
+        event = "drain",
         connections = open.count(),
         drain_timeout_s = drain.as_secs_f64(),
         "shutting down: no new connections; finishing requests in flight"
@@ -166,7 +167,10 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("drain_timeout passed with requests still in flight; closing them");
+        tracing::warn!(
+            event = "drain_timeout",
+            "drain_timeout passed with requests still in flight; closing them"
+        );
     }
 }
 
@@ -186,7 +190,7 @@ async fn accept_loop(
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(event = "accept_failed", error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -194,7 +198,7 @@ async fn accept_loop(
         let snap = proxy.snapshot();
         let server = &snap.config.server;
         if open.count() >= server.max_connections {
-            tracing::warn!(client = %remote, limit = server.max_connections, "max_connections reached; closing new connection");
+            tracing::warn!(event = "max_connections", client = %remote, limit = server.max_connections, "max_connections reached; closing new connection");
             drop(stream);
             continue;
         }

@@ -216,6 +216,7 @@ impl Journal {
             Ok(records) => (records.clone(), Some(records)),
             Err(e) => {
                 tracing::warn!(
+                    event = "state_file_unreadable",
                     error = %e,
                     "ignoring the ramp state file: ramps start from the config's percentages"
                 );
@@ -285,6 +286,7 @@ impl Inner {
             Err(e) => {
                 self.on_disk = None;
                 tracing::warn!(
+                    event = "state_file_unwritable",
                     file = %file.display(),
                     error = %e,
                     "cannot write the ramp state file: a restart would not resume the ramp from here"

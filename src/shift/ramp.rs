@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::BUCKETS;
 use super::state::{Control, RampStatus, ShiftState, ShiftStates};
 use super::stats::Summary;
-use crate::config::{Ramp, percent_text};
+use crate::config::{Ramp, percent_number};
 use crate::proxy::Proxy;
 
 /// What one window says about the new side.
@@ -267,20 +267,33 @@ fn tick(state: &ShiftState, c: &mut Control, ramp: &Ramp, mismatch_rate: Option<
             state.set_basis_points(to);
             if to >= BUCKETS {
                 c.status = RampStatus::Done;
-                tracing::info!(route, percent = %percent_text(to), "ramp done: all traffic on the new side");
+                tracing::info!(
+                    event = "ramp_done",
+                    route,
+                    percent = percent_number(to),
+                    "ramp done: all traffic on the new side"
+                );
             } else {
-                tracing::info!(route, percent = %percent_text(to), "ramp stepped");
+                tracing::info!(
+                    event = "ramp_step",
+                    route,
+                    percent = percent_number(to),
+                    from_percent = percent_number(share),
+                    "ramp stepped"
+                );
             }
             state.persist(c);
         }
         Verdict::Hold(why) => {
-            tracing::debug!(route, percent = %percent_text(share), "ramp holds: {why}");
+            tracing::debug!(event = "ramp_hold", route, percent = percent_number(share), reason = %why, "ramp holds: {why}");
         }
         Verdict::Breach(reason) => {
             state.set_basis_points(0);
             tracing::warn!(
+                event = "ramp_rollback",
                 route,
-                from = %percent_text(share),
+                percent = 0.0,
+                from_percent = percent_number(share),
                 reason = %reason,
                 "ramp stopped: share dropped to 0"
             );

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use super::persist::{self, Journal, Record};
 use super::stats::Window;
-use crate::config::{Config, Ramp, percent_text};
+use crate::config::{Config, Ramp, percent_number};
 
 /// Where a route's ramp stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,8 +119,9 @@ impl ShiftState {
                 c.status = RampStatus::Running;
                 self.epoch.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
+                    event = "ramp_resume",
                     route = %self.route,
-                    percent = %percent_text(self.basis_points()),
+                    percent = percent_number(self.basis_points()),
                     "ramp resumed"
                 );
                 self.persist(&c);
@@ -298,13 +299,16 @@ impl ShiftStates {
                         if let Some(rec) = restored.get(&r.name) {
                             match s.restore(rec) {
                                 Ok(()) => tracing::info!(
+                                    event = "ramp_restore",
                                     route = %r.name,
-                                    percent = %percent_text(s.basis_points()),
+                                    percent = percent_number(s.basis_points()),
                                     status = s.control().status.as_str(),
                                     "ramp position restored"
                                 ),
                                 Err(why) => tracing::info!(
+                                    event = "ramp_restore",
                                     route = %r.name,
+                                    reason = %why,
                                     "ramp position not restored: {why}"
                                 ),
                             }
