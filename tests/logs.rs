@@ -67,7 +67,7 @@ fn traffic(proxy: String, path: &'static str) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn event<'a>(v: &'a serde_json::Value, name: &str) -> bool {
+fn event(v: &serde_json::Value, name: &str) -> bool {
     v["event"] == name
 }
 
