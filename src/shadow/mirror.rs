@@ -53,12 +53,19 @@ pub trait Sink: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Limits {
     permits: Arc<Semaphore>,
+    /// One comparison at a time. A slow shadow's answers tend to arrive
+    /// together; compared back to back they would hold the proxy's thread
+    /// ahead of every client request queued meanwhile. Taking turns, each
+    /// comparison waits behind the work already queued, so a client request
+    /// waits for at most one comparison.
+    turn: Arc<Semaphore>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            turn: Arc::new(Semaphore::new(1)),
         }
     }
 }
@@ -139,6 +146,7 @@ pub fn start(
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.to_string()),
         sink,
+        turn: limits.turn.clone(),
         _permit: permit,
     };
     tokio::spawn(job.run());
@@ -214,6 +222,7 @@ struct Job {
     method: String,
     path: String,
     sink: Arc<dyn Sink>,
+    turn: Arc<Semaphore>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -233,6 +242,11 @@ impl Job {
             Ok(Ok(Ok(read))) => read,
             _ => return self.sink.skipped(),
         };
+        // See `Limits::turn`. The semaphore is never closed.
+        let Ok(_turn) = self.turn.acquire().await else {
+            return self.sink.skipped();
+        };
+        tokio::task::yield_now().await;
         if let Some(Ok(second)) = &again {
             let noise = compare::compare(
                 &answer(&primary),
