@@ -37,6 +37,18 @@ pub enum Outcome {
     Answered(u16),
 }
 
+/// As the `fallback` log event's `outcome`: `not_reached`, `failed`, or the
+/// status (`503`).
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::NotReached => f.write_str("not_reached"),
+            Outcome::Failed => f.write_str("failed"),
+            Outcome::Answered(status) => write!(f, "{status}"),
+        }
+    }
+}
+
 impl Outcome {
     /// The outcome of an attempt that ended in `e`.
     pub fn of_error(e: &ProxyError) -> Option<Outcome> {

@@ -114,6 +114,7 @@ async fn every_request_and_event_is_one_object_with_an_event_field() {
     assert_eq!(f["route"], "rescued", "{f}");
     assert_eq!(f["upstream"], "gone", "{f}");
     assert_eq!(f["fallback"], "legacy", "{f}");
+    assert_eq!(f["outcome"], "not_reached", "{f}");
 
     // Ramp steps on the healthy route, a rollback on the failing one.
     let good = traffic(format!("http://{addr}"), "/good/api/ok");

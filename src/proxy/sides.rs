@@ -209,7 +209,7 @@ pub(super) async fn with_fallback(
         route = log.route.map(|i| snap.config.routes[i].name.as_str()),
         upstream = snap.config.upstreams[first.upstream].name,
         fallback = snap.config.upstreams[to].name,
-        outcome = ?outcome,
+        outcome = %outcome,
         "falling back"
     );
     // The first answer (a status in `fallback_on`) is dropped unread.
