@@ -262,3 +262,37 @@ async fn distinct_paths_add_no_series() {
     );
     assert!(!text.contains("/nothing/"), "no path in any label");
 }
+
+/// A reload keeps the series of pairs it keeps, and drops those of a route
+/// it removes.
+#[tokio::test]
+async fn series_survive_reloads_that_keep_their_names() {
+    let (legacy, orders, shadow) = (
+        backend("legacy").await,
+        backend("orders").await,
+        backend("shadow").await,
+    );
+    let toml = config(&legacy.url(), &orders.url(), &shadow.url());
+    let p = start(&toml).await;
+    get(&p.url("/api/orders/small")).await;
+    get(&p.url("/elsewhere")).await;
+    counted(&p, 2).await;
+    let orders_2xx = "strangler_requests_total{route=\"orders\",upstream=\"orders\",code=\"2xx\"}";
+    let default_2xx =
+        "strangler_requests_total{route=\"(default)\",upstream=\"legacy\",code=\"2xx\"}";
+
+    // The same file again: counts go on from where they were.
+    p.proxy.install(support::config(&toml));
+    get(&p.url("/api/orders/small")).await;
+    counted(&p, 3).await;
+    let text = scrape(&p).await;
+    assert_eq!(value(&text, orders_2xx), Some(2.0), "{text}");
+
+    // Without the orders route: its series go, the default's stay.
+    let without = toml.replace("name = \"orders\"", "name = \"orders-renamed\"");
+    p.proxy.install(support::config(&without));
+    let text = scrape(&p).await;
+    assert_eq!(value(&text, orders_2xx), None, "{text}");
+    assert_eq!(value(&text, default_2xx), Some(1.0), "{text}");
+    assert!(!text.contains("route=\"orders\""), "{text}");
+}
