@@ -422,6 +422,47 @@ shift = { to = "customers", percent = 12.5, ramp = { step = 5, every = "1m" } }
     }
 
     #[test]
+    fn requests_are_read_from_the_traffic_series() {
+        let (proxy, m) = metrics();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("# TYPE strangler_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE strangler_request_duration_seconds histogram\n"),
+            "{text}"
+        );
+        let snap = proxy.snapshot();
+        let now = crate::traffic::now_ms();
+        let series = snap.traffic.series(&snap.config, Some(1), Some(1));
+        series.record(200, std::time::Duration::from_millis(3), now);
+        series.record(503, std::time::Duration::from_millis(40), now);
+        snap.traffic.series(&snap.config, None, None).record(
+            404,
+            std::time::Duration::from_micros(10),
+            now,
+        );
+        let text = m.encode().unwrap();
+        for line in [
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"2xx\"} 1",
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"5xx\"} 1",
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"4xx\"} 0",
+            "strangler_requests_total{route=\"(none)\",upstream=\"(none)\",code=\"4xx\"} 1",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.0025\"} 0",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.005\"} 1",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.05\"} 2",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"+Inf\"} 2",
+            "strangler_request_duration_seconds_count{route=\"cust\\\"omers\",upstream=\"customers\"} 2",
+            "strangler_request_duration_seconds_sum{route=\"cust\\\"omers\",upstream=\"customers\"} 0.043",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Only pairs that served have series.
+        assert!(!text.contains("route=\"plain\""), "{text}");
+    }
+
+    #[test]
     fn shadow_outcomes_are_counted_per_route_from_the_reports() {
         use crate::shadow::compare::Difference;
 
