@@ -254,11 +254,10 @@ impl Traffic {
     /// The series of a pair, created on first use. Locks: called once per
     /// pair and snapshot by [`Table`], and at scrape time.
     pub fn get(&self, route: &str, upstream: &str) -> Arc<Series> {
-        let mut map = self.series.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = map.get(&(route.to_owned(), upstream.to_owned())) {
-            return s.clone();
-        }
-        map.entry((route.to_owned(), upstream.to_owned()))
+        self.series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route.to_owned(), upstream.to_owned()))
             .or_default()
             .clone()
     }
