@@ -147,6 +147,10 @@ async fn numbers_move_with_traffic_and_the_shift() {
     assert_eq!(route["requests"], 7, "{d:#}");
     assert_eq!(route["monolith_share"], 1.0);
     assert!(route["monolith_last_served"].is_string(), "{route}");
+    assert!(
+        route["monolith_idle_seconds"].as_u64().unwrap() < 60,
+        "{route}"
+    );
     let side = &route["sides"][0];
     assert_eq!(side["upstream"], "legacy");
     assert_eq!(side["monolith"], true);
@@ -327,4 +331,5 @@ async fn a_browser_shows_live_numbers_the_script_fills_in() {
         "{dom}"
     );
     assert!(dom.contains("0% → customers"), "{dom}");
+    assert!(dom.contains(" s ago)</td>"), "{dom}");
 }

@@ -128,6 +128,11 @@ pub fn data(proxy: &Proxy, now_ms: u64) -> Value {
             "monolith_requests": monolith_requests,
             "monolith_share": share(monolith, monolith_requests, recent.requests),
             "monolith_last_served": last.map(rfc3339),
+            "monolith_idle_seconds": last.map(|t| {
+                (UNIX_EPOCH + Duration::from_millis(now_ms))
+                    .duration_since(t)
+                    .map_or(0, |d| d.as_secs())
+            }),
             "error_rate": recent.error_rate(),
             "p99_ms": recent.p99().map(ms),
             "shift": shift,
@@ -160,6 +165,16 @@ pub fn data(proxy: &Proxy, now_ms: u64) -> Value {
 /// `part / whole`, or `None` when there is no monolith or no traffic.
 fn share(monolith: Option<&str>, part: u64, whole: u64) -> Option<f64> {
     (monolith.is_some() && whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// A duration for eyes: `12 s`, `5 min`, `3 h`, `2 d` (rounded down).
+fn age(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7_200 => format!("{} min", secs / 60),
+        7_200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
 }
 
 /// Milliseconds, to the microsecond.
@@ -306,9 +321,13 @@ fn row(r: &Value) -> String {
         text(&r["route"]),
         bar(&r["monolith_share"]),
         pct(&r["monolith_share"]),
-        r["monolith_last_served"]
-            .as_str()
-            .map_or_else(|| "never since start".to_owned(), escape),
+        match (
+            r["monolith_last_served"].as_str(),
+            r["monolith_idle_seconds"].as_u64()
+        ) {
+            (Some(at), Some(idle)) => format!("{} ({} ago)", escape(at), age(idle)),
+            _ => "never since start".to_owned(),
+        },
         shift,
         ramp,
         sides,
@@ -359,6 +378,10 @@ th{background:#f0f0f0}
   var refresh = {refresh}, polls = 0;
   function pct(v) { return v === null || v === undefined ? "\u2013" : (v * 100).toFixed(1) + "%"; }
   function ms(v) { return v === null || v === undefined ? "\u2013" : v.toFixed(1) + " ms"; }
+  function age(s) {
+    return s < 120 ? s + " s" : s < 7200 ? Math.floor(s / 60) + " min" :
+      s < 172800 ? Math.floor(s / 3600) + " h" : Math.floor(s / 86400) + " d";
+  }
   function width(v) { return ((v || 0) * 100).toFixed(1) + "%"; }
   function set(id, text) { document.getElementById(id).textContent = text; }
   function cell(tr, text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
@@ -370,7 +393,8 @@ th{background:#f0f0f0}
     var fill = document.createElement("span"); fill.style.width = width(r.monolith_share);
     bar.appendChild(fill); share.appendChild(bar);
     share.appendChild(document.createTextNode(pct(r.monolith_share)));
-    cell(tr, r.monolith_last_served || "never since start");
+    cell(tr, r.monolith_last_served ?
+      r.monolith_last_served + " (" + age(r.monolith_idle_seconds) + " ago)" : "never since start");
     cell(tr, r.shift ? r.shift.percent + "% \u2192 " + r.shift.to : "\u2013");
     cell(tr, r.shift ? r.shift.ramp + (r.shift.reason ? ": " + r.shift.reason : "") : "\u2013");
     var sides = cell(tr, "");
@@ -427,6 +451,16 @@ mod tests {
             escape(r#"cust"omers<script>&'"#),
             "cust&quot;omers&lt;script&gt;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn ages_are_rounded_down_to_one_unit() {
+        assert_eq!(age(0), "0 s");
+        assert_eq!(age(119), "119 s");
+        assert_eq!(age(120), "2 min");
+        assert_eq!(age(7_199), "119 min");
+        assert_eq!(age(7_200), "2 h");
+        assert_eq!(age(172_800), "2 d");
     }
 
     #[test]
