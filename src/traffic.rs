@@ -154,7 +154,7 @@ impl Series {
     }
 
     /// The rolling window ending at `now_ms`: the slots of the last
-    /// [`SLOTS`] periods, the current one included.
+    /// `SLOTS` periods, the current one included.
     pub fn recent(&self, now_ms: u64) -> Recent {
         let now = now_ms / SLOT_MS;
         let mut r = Recent::default();

@@ -211,7 +211,7 @@ fn millis(v: &Value) -> String {
 }
 
 /// The page with the numbers of `data` filled in; its script replaces them
-/// every [`REFRESH_MS`] with the answer of `GET /admin/dashboard`.
+/// every `REFRESH_MS` with the answer of `GET /admin/dashboard`.
 pub fn page(data: &Value) -> String {
     let mut rows = String::new();
     for r in data["routes"].as_array().into_iter().flatten() {
