@@ -96,6 +96,11 @@ impl Demo {
             };
             out.push_str(&format!("  {name:<12} {}   ({role})\n", s.url()));
         }
+        if let Some(admin) = self.proxy.admin_addr() {
+            out.push_str(&format!(
+                "  dashboard    http://{admin}/   (the migration's progress; /metrics for Prometheus)\n"
+            ));
+        }
         out.push_str("\nRoutes, in matching order:\n");
         for line in report::route_table(&snap.config).lines() {
             out.push_str("  ");

@@ -20,8 +20,9 @@
 //!   [`snapshot`] compiles it into the immutable form requests run on; a
 //!   reload swaps snapshots whole.
 //! - [`run`] binds listeners and serves until a signal, then drains;
-//!   [`admin`] is the operators' listener, and [`metrics`] the families its
-//!   `/metrics` shows.
+//!   [`admin`] is the operators' listener (its dashboard included), and
+//!   [`metrics`] the families its `/metrics` shows; [`traffic`] counts what
+//!   each route sent to each upstream, for both.
 //! - [`chunked`] follows the chunked transfer coding for both the smuggling
 //!   guard and the upstream client.
 //! - [`reload`] re-reads the file on SIGHUP, on change and on `POST
@@ -52,4 +53,5 @@ pub mod shadow;
 pub mod shift;
 pub mod snapshot;
 pub mod telemetry;
+pub mod traffic;
 pub mod upstream;

@@ -5,8 +5,9 @@
 //! Values that already live in the proxy's state (a route's share, a ramp's
 //! status, the shadow outcomes, the reload counters) are read from it at scrape time by a
 //! [`Collector`], never copied into a second set of counters that could drift.
-//! Families the hot path records into (requests, durations, ...) are meant to
-//! be owned by the proxy and registered in [`Metrics::new`] next to these.
+//! Requests and their durations are counted by [`crate::traffic`] (atomics the
+//! hot path adds to without a lock) and read here the same way; the compose
+//! legs record into `prometheus_client` families owned by the proxy.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +28,11 @@ use crate::shift::state::RampStatus;
 /// `Content-Type` of what [`Metrics::encode`] returns (text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
+/// `strangler_requests_total{route, upstream, code}` (registered without
+/// `_total`); `code` is the status class, `2xx` to `5xx` (and `1xx`).
+pub const REQUESTS: &str = "strangler_requests";
+/// `strangler_request_duration_seconds{route, upstream}`.
+pub const REQUEST_DURATION: &str = "strangler_request_duration_seconds";
 /// `strangler_shift_percent{route}`: a shifted route's share in force, 0 to 100.
 pub const SHIFT_PERCENT: &str = "strangler_shift_percent";
 /// `strangler_ramp_stopped{route}`: 1 while a breach has stopped the route's ramp.
@@ -98,6 +104,9 @@ impl Metrics {
     pub fn new(proxy: Arc<Proxy>, reloader: Option<Arc<Reloader>>) -> Metrics {
         let mut registry = Registry::default();
         let proxy_recorded = proxy.recorded.clone();
+        registry.register_collector(Box::new(TrafficCollector {
+            traffic: proxy.traffic.clone(),
+        }));
         registry.register_collector(Box::new(ShiftCollector {
             proxy: proxy.clone(),
         }));
@@ -121,6 +130,77 @@ impl Metrics {
         let mut out = String::new();
         prometheus_text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+// === impl TrafficCollector ===
+
+/// Reads every (route, upstream) series: request counts per status class and
+/// the duration histogram, sorted by route then upstream. Label values are
+/// config names (or `(default)`, `(compose)`, `(none)`), never request paths.
+struct TrafficCollector {
+    traffic: Arc<crate::traffic::Traffic>,
+}
+
+impl fmt::Debug for TrafficCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TrafficCollector")
+    }
+}
+
+impl Collector for TrafficCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        use crate::traffic::{BUCKETS_US, CLASSES};
+
+        let series: Vec<_> = self
+            .traffic
+            .all()
+            .into_iter()
+            .map(|(route, upstream, s)| (route, upstream, s.totals()))
+            .collect();
+
+        let mut family = encoder.encode_descriptor(
+            REQUESTS,
+            "Responses by route, upstream and status class; route (default) is the [default] route, (none) requests that matched nothing or were refused before matching; upstream (compose) a composed route's answer",
+            None,
+            MetricType::Counter,
+        )?;
+        for (route, upstream, totals) in &series {
+            for (code, &n) in CLASSES.iter().zip(&totals.classes) {
+                // 1xx (protocol switches) only once there is one: SPEC 5
+                // lists 2xx to 5xx.
+                if *code == "1xx" && n == 0 {
+                    continue;
+                }
+                family
+                    .encode_family(&[
+                        ("route", route.as_str()),
+                        ("upstream", upstream.as_str()),
+                        ("code", code),
+                    ])?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None::<&Exemplar<NoLabelSet, u64>>)?;
+            }
+        }
+
+        let mut family = encoder.encode_descriptor(
+            REQUEST_DURATION,
+            "Time from the request's arrival until its response was fully sent, by route and upstream",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (route, upstream, totals) in &series {
+            let buckets: Vec<(f64, u64)> = BUCKETS_US
+                .iter()
+                .map(|&us| us as f64 / 1e6)
+                .chain([f64::INFINITY])
+                .zip(totals.buckets)
+                .collect();
+            let count = totals.buckets.iter().sum();
+            family
+                .encode_family(&[("route", route.as_str()), ("upstream", upstream.as_str())])?
+                .encode_histogram::<NoLabelSet>(totals.sum.as_secs_f64(), count, &buckets, None)?;
+        }
+        Ok(())
     }
 }
 
@@ -339,6 +419,47 @@ shift = { to = "customers", percent = 12.5, ramp = { step = 5, every = "1m" } }
                 .unwrap()
                 .contains("strangler_ramp_stopped{route=\"cust\\\"omers\"} 0\n")
         );
+    }
+
+    #[test]
+    fn requests_are_read_from_the_traffic_series() {
+        let (proxy, m) = metrics();
+        let text = m.encode().unwrap();
+        assert!(
+            text.contains("# TYPE strangler_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE strangler_request_duration_seconds histogram\n"),
+            "{text}"
+        );
+        let snap = proxy.snapshot();
+        let now = crate::traffic::now_ms();
+        let series = snap.traffic.series(&snap.config, Some(1), Some(1));
+        series.record(200, std::time::Duration::from_millis(3), now);
+        series.record(503, std::time::Duration::from_millis(40), now);
+        snap.traffic.series(&snap.config, None, None).record(
+            404,
+            std::time::Duration::from_micros(10),
+            now,
+        );
+        let text = m.encode().unwrap();
+        for line in [
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"2xx\"} 1",
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"5xx\"} 1",
+            "strangler_requests_total{route=\"cust\\\"omers\",upstream=\"customers\",code=\"4xx\"} 0",
+            "strangler_requests_total{route=\"(none)\",upstream=\"(none)\",code=\"4xx\"} 1",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.0025\"} 0",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.005\"} 1",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"0.05\"} 2",
+            "strangler_request_duration_seconds_bucket{route=\"cust\\\"omers\",upstream=\"customers\",le=\"+Inf\"} 2",
+            "strangler_request_duration_seconds_count{route=\"cust\\\"omers\",upstream=\"customers\"} 2",
+            "strangler_request_duration_seconds_sum{route=\"cust\\\"omers\",upstream=\"customers\"} 0.043",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Only pairs that served have series.
+        assert!(!text.contains("route=\"plain\""), "{text}");
     }
 
     #[test]

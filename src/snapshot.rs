@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::router::Router;
 use crate::shadow::report::Report;
 use crate::shift::state::{ShiftState, ShiftStates};
+use crate::traffic::{Table, Traffic};
 use crate::upstream::{Pool, Registry};
 
 pub struct Snapshot {
@@ -22,6 +23,8 @@ pub struct Snapshot {
     /// Same order as `config.routes`: the shadow report of each route that
     /// shadows, so a mirrored request records without a lookup or a lock.
     pub shadows: Vec<Option<Arc<Report>>>,
+    /// Where each (route, upstream) pair's requests are counted.
+    pub traffic: Table,
 }
 
 impl Snapshot {
@@ -33,6 +36,7 @@ impl Snapshot {
         registry: &Registry,
         shifts: &ShiftStates,
         mut shadowed: HashMap<String, Arc<Report>>,
+        traffic: &Arc<Traffic>,
     ) -> Snapshot {
         let router = Router::new(
             config
@@ -51,7 +55,9 @@ impl Snapshot {
             .iter()
             .map(|r| shadowed.remove(&r.name))
             .collect();
+        let traffic = Table::new(traffic.clone(), &config);
         Snapshot {
+            traffic,
             config,
             router,
             pools,

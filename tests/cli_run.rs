@@ -292,6 +292,14 @@ async fn demo_serves_the_shop_through_the_proxy_and_exits_on_sigterm() {
         })
         .await;
     assert!(banner.contains(&proxy), "banner names {proxy}: {banner}");
+    // The admin listener's dashboard, named in the banner too.
+    let dashboard = p
+        .line(true, |l| l.split_whitespace().next() == Some("dashboard"))
+        .await;
+    let dashboard = dashboard.split_whitespace().nth(1).unwrap().to_owned();
+    let a = get(&dashboard).await;
+    assert_eq!(a.status, 200, "{dashboard}");
+    assert!(a.text().contains("migration dashboard"), "{}", a.text());
 
     let a = get(&format!("{proxy}/api/orders/1001")).await;
     assert_eq!(a.status, 200, "{}", a.text());

@@ -7,6 +7,7 @@
 //! | call | module |
 //! |---|---|
 //! | `GET /healthz` | here |
+//! | `GET /` (the dashboard page), `GET /admin/dashboard` (its numbers) | [`dashboard`] |
 //! | `GET /metrics` | [`crate::metrics`] |
 //! | `GET /admin/routes`, `POST /admin/routes/{name}/ramp/resume` | [`routes`] |
 //! | `GET /admin/upstreams` | [`upstreams`] |
@@ -18,6 +19,7 @@
 //! token is read from the config in force at each call, so a reload rotates it.
 
 mod auth;
+mod dashboard;
 mod error;
 mod reload;
 mod routes;
@@ -93,6 +95,10 @@ pub async fn serve(
 /// An admin endpoint, from the request path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
+    /// `/`: the dashboard page.
+    Dashboard,
+    /// `/admin/dashboard`: the numbers the page's script polls.
+    DashboardData,
     Healthz,
     Metrics,
     Routes,
@@ -104,13 +110,15 @@ enum Endpoint {
 }
 
 /// Every endpoint, for the 404 that lists them.
-const ENDPOINTS: &str = "GET /healthz, GET /metrics, GET /admin/routes, GET /admin/upstreams, \
+const ENDPOINTS: &str = "GET /, GET /admin/dashboard, GET /healthz, GET /metrics, GET /admin/routes, GET /admin/upstreams, \
                          GET /admin/shadow, POST /admin/reload, \
                          POST /admin/routes/{name}/ramp/resume";
 
 impl Endpoint {
     fn parse(path: &str) -> Option<Endpoint> {
         Some(match path {
+            "/" => Endpoint::Dashboard,
+            "/admin/dashboard" => Endpoint::DashboardData,
             "/healthz" => Endpoint::Healthz,
             "/metrics" => Endpoint::Metrics,
             "/admin/routes" => Endpoint::Routes,
@@ -134,7 +142,9 @@ impl Endpoint {
     /// Writes change the proxy's state: POST only, and behind the token.
     fn is_write(&self) -> bool {
         match self {
-            Endpoint::Healthz
+            Endpoint::Dashboard
+            | Endpoint::DashboardData
+            | Endpoint::Healthz
             | Endpoint::Metrics
             | Endpoint::Routes
             | Endpoint::Upstreams
@@ -203,6 +213,18 @@ impl Admin {
             )?;
         }
         match endpoint {
+            Endpoint::Dashboard => {
+                let data = dashboard::data(&self.proxy, crate::traffic::now_ms());
+                Ok(text(
+                    StatusCode::OK,
+                    dashboard::page(&data),
+                    "text/html; charset=utf-8",
+                ))
+            }
+            Endpoint::DashboardData => Ok(json(
+                StatusCode::OK,
+                &dashboard::data(&self.proxy, crate::traffic::now_ms()),
+            )),
             Endpoint::Healthz => Ok(text(StatusCode::OK, "ok\n", "text/plain")),
             Endpoint::Metrics => {
                 let body = self.metrics.encode().map_err(AdminError::Metrics)?;
@@ -269,7 +291,9 @@ mod tests {
         assert_eq!(p("/admin/routes//ramp/resume"), None);
         assert_eq!(p("/admin/routes/"), None);
         assert_eq!(p("/admin"), None);
-        assert_eq!(p("/"), None);
+        assert_eq!(p("/"), Some(Endpoint::Dashboard));
+        assert_eq!(p("/admin/dashboard"), Some(Endpoint::DashboardData));
+        assert_eq!(p(""), None);
         assert_eq!(p("/healthz/"), None);
     }
 

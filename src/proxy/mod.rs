@@ -49,6 +49,8 @@ pub struct Proxy {
     pub shifts: ShiftStates,
     /// Metric families requests record into.
     pub recorded: crate::metrics::Recorded,
+    /// Every (route, upstream) pair's counts, by name: they outlive reloads.
+    pub traffic: Arc<crate::traffic::Traffic>,
     /// Shadow reports of shadowed routes, by route name.
     pub shadow: crate::shadow::report::Reports,
     /// Bounds on shadow comparisons in flight.
@@ -72,12 +74,14 @@ impl Proxy {
         let shifts = ShiftStates::default();
         let reports = crate::shadow::report::Reports::default();
         let shadowed = sync_reports(&reports, &config);
-        let snapshot = Snapshot::build(config, &registry, &shifts, shadowed);
+        let traffic = Arc::new(crate::traffic::Traffic::default());
+        let snapshot = Snapshot::build(config, &registry, &shifts, shadowed, &traffic);
         let proxy = Arc::new(Proxy {
             snapshot: ArcSwap::from_pointee(snapshot),
             registry,
             shifts,
             recorded: crate::metrics::Recorded::default(),
+            traffic,
             shadow: reports,
             mirror_limits: crate::shadow::mirror::Limits::default(),
         });
@@ -102,9 +106,11 @@ impl Proxy {
             &self.registry,
             &self.shifts,
             shadowed,
+            &self.traffic,
         ));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
+        self.traffic.retain(&next.config);
     }
 
     /// Serves one request, never failing: errors become problem+json answers.
@@ -488,6 +494,11 @@ impl OnComplete for Completion {
             .fell_back_from
             .map(|i| self.snap.config.upstreams[i].name.as_str());
         let path = self.uri.path_and_query().map_or("-", |pq| pq.as_str());
+        let took = self.started.elapsed();
+        self.snap
+            .traffic
+            .series(&self.snap.config, self.route, self.upstream)
+            .record(self.status, took, crate::traffic::now_ms());
         tracing::info!(
             target: "strangler::access",
             event = "request",
@@ -498,7 +509,7 @@ impl OnComplete for Completion {
             route,
             upstream,
             status = self.status,
-            duration_us = self.started.elapsed().as_micros() as u64,
+            duration_us = took.as_micros() as u64,
             bytes,
             complete,
             problem = self.problem,
