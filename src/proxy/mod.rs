@@ -38,7 +38,10 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{Lease, Registry};
 use body::{OnComplete, ResponseBody};
 pub use error::ProxyError;
-use sides::{First, How, Mirrored, attempt, composite, mirror, pick_side, record, with_fallback};
+use sides::{
+    First, How, Mirrored, attempt, attempt_retrying, composite, hold_for_retry, mirror, pick_side,
+    record, with_fallback,
+};
 
 /// The proxy: the current snapshot, swapped whole on reload, and the state
 /// that outlives snapshots.
@@ -53,6 +56,8 @@ pub struct Proxy {
     pub shadow: crate::shadow::report::Reports,
     /// Bounds on shadow comparisons in flight.
     mirror_limits: crate::shadow::mirror::Limits,
+    /// Tells the health probe driver the config changed.
+    health_changed: Arc<tokio::sync::Notify>,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -80,10 +85,12 @@ impl Proxy {
             recorded: crate::metrics::Recorded::default(),
             shadow: reports,
             mirror_limits: crate::shadow::mirror::Limits::default(),
+            health_changed: Arc::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
             rt.spawn(crate::shift::ramp::drive(Arc::downgrade(&proxy)));
+            rt.spawn(crate::upstream::probe::drive(Arc::downgrade(&proxy)));
         }
         proxy
     }
@@ -105,6 +112,12 @@ impl Proxy {
         ));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
+        self.health_changed.notify_one();
+    }
+
+    /// Where per-target state and retry budgets live across reloads.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Serves one request, never failing: errors become problem+json answers.
@@ -272,9 +285,29 @@ impl Proxy {
         }
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
+                let mut replay = None;
+                if sides::may_retry(snap, upstream, &parts, &how) {
+                    (body, replay) =
+                        Box::pin(hold_for_retry(&parts, body, server.max_request_body)).await?;
+                }
                 let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
                 let started = Instant::now();
-                let sent = attempt(snap, upstream, parts, body, upstream_path, &how, down).await;
+                let sent = match replay {
+                    None => attempt(snap, upstream, parts, body, upstream_path, &how, down).await,
+                    replay => {
+                        Box::pin(attempt_retrying(
+                            snap,
+                            upstream,
+                            parts,
+                            body,
+                            replay,
+                            upstream_path,
+                            &how,
+                            down,
+                        ))
+                        .await
+                    }
+                };
                 record(shifted, started, &sent);
                 match sent {
                     Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
@@ -363,6 +396,37 @@ fn sync_reports(
         })
         .collect();
     reports.sync(basis.iter().map(|(n, b)| (*n, b.as_str())))
+}
+
+impl crate::upstream::probe::Owner for Proxy {
+    fn probed(&self) -> Vec<crate::upstream::probe::Probed> {
+        let snap = self.snapshot();
+        snap.config
+            .upstreams
+            .iter()
+            .zip(&snap.pools)
+            .filter_map(|(cfg, pool)| Some((cfg.health.as_ref()?, pool)))
+            .flat_map(|(health, pool)| {
+                pool.targets.iter().map(move |t| crate::upstream::probe::Probed {
+                    upstream: pool.name.clone(),
+                    url: t.url.clone(),
+                    authority: t.authority.to_string(),
+                    host: pool
+                        .host
+                        .as_ref()
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or(t.authority.as_str())
+                        .to_owned(),
+                    cfg: health.clone(),
+                    stats: t.stats.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.health_changed.clone()
+    }
 }
 
 /// Closes upstream connections left idle too long, until the proxy is gone.
