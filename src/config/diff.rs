@@ -238,7 +238,11 @@ fn upstream_settings(old: &Upstream, new: &Upstream) -> Vec<String> {
                 )
             })
         };
-        out.push(format!("eject {} -> {}", eject(&old.eject), eject(&new.eject)));
+        out.push(format!(
+            "eject {} -> {}",
+            eject(&old.eject),
+            eject(&new.eject)
+        ));
     }
     if old.retries != new.retries {
         out.push(format!("retries {} -> {}", old.retries, new.retries));

@@ -11,7 +11,9 @@ use toml::de::DeTable;
 use super::reader::{Diags, SpannedStr, TableReader, suggestion};
 use super::route;
 use super::source::{ConfigError, Diagnostic, Located, SourceFile};
-use super::{Balance, Config, Default, Eject, Health, MAX_RETRIES, Route, Server, Target, Upstream};
+use super::{
+    Balance, Config, Default, Eject, Health, MAX_RETRIES, Route, Server, Target, Upstream,
+};
 use crate::router::Router;
 
 /// Keys SPEC defines whose features this build does not have yet. They are
@@ -364,7 +366,8 @@ fn parse_health(
 fn parse_eject(t: &DeTable<'_>, what: &str, diags: &Diags) -> Option<Eject> {
     let mut r = TableReader::new(t, what, diags);
     let d = Eject::default();
-    let failures = at_least_one(&mut r, "consecutive_failures").unwrap_or(Ok(d.consecutive_failures));
+    let failures =
+        at_least_one(&mut r, "consecutive_failures").unwrap_or(Ok(d.consecutive_failures));
     let duration = duration_or(&mut r, t, "for", d.duration);
     r.finish();
     Some(Eject {

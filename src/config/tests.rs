@@ -336,7 +336,10 @@ upstream = "u"
     );
     assert_eq!(u.retries, 2);
     let plain = &c.upstreams[1];
-    assert_eq!((plain.health.as_ref(), plain.eject, plain.retries), (None, None, 0));
+    assert_eq!(
+        (plain.health.as_ref(), plain.eject, plain.retries),
+        (None, None, 0)
+    );
 }
 
 #[test]

@@ -407,19 +407,21 @@ impl crate::upstream::probe::Owner for Proxy {
             .zip(&snap.pools)
             .filter_map(|(cfg, pool)| Some((cfg.health.as_ref()?, pool)))
             .flat_map(|(health, pool)| {
-                pool.targets.iter().map(move |t| crate::upstream::probe::Probed {
-                    upstream: pool.name.clone(),
-                    url: t.url.clone(),
-                    authority: t.authority.to_string(),
-                    host: pool
-                        .host
-                        .as_ref()
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or(t.authority.as_str())
-                        .to_owned(),
-                    cfg: health.clone(),
-                    stats: t.stats.clone(),
-                })
+                pool.targets
+                    .iter()
+                    .map(move |t| crate::upstream::probe::Probed {
+                        upstream: pool.name.clone(),
+                        url: t.url.clone(),
+                        authority: t.authority.to_string(),
+                        host: pool
+                            .host
+                            .as_ref()
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or(t.authority.as_str())
+                            .to_owned(),
+                        cfg: health.clone(),
+                        stats: t.stats.clone(),
+                    })
             })
             .collect()
     }

@@ -15,8 +15,8 @@ use crate::fallback;
 use crate::shift::state::ShiftState;
 use crate::shift::{self, Side};
 use crate::snapshot::Snapshot;
-use crate::upstream::{Lease, Tried};
 use crate::upstream::body::UpstreamBody;
+use crate::upstream::{Lease, Tried};
 
 /// Phases 4-5 for a composed route (SPEC 2.5): the legs, merged. Its
 /// `route.compose` is `Some` (the router only sends such routes here).
@@ -166,7 +166,12 @@ async fn send_on(
 /// Whether the upstream's `retries` apply to this request: an idempotent,
 /// non-upgrade request to an upstream that has retries. Only such a request's
 /// body is held (up to [`fallback::REPLAY_LIMIT`]) for a second send.
-pub(super) fn may_retry(snap: &Snapshot, upstream: usize, parts: &http::request::Parts, how: &How<'_>) -> bool {
+pub(super) fn may_retry(
+    snap: &Snapshot,
+    upstream: usize,
+    parts: &http::request::Parts,
+    how: &How<'_>,
+) -> bool {
     snap.pools[upstream].retries > 0 && !how.upgrade && fallback::is_idempotent(&parts.method)
 }
 
@@ -258,7 +263,15 @@ pub(super) async fn attempt_retrying(
         // The failed answer is dropped unread.
         drop(sent);
         let again = forward::copy_head(&head);
-        sent = send_on(lease, again, RequestBody::full(bytes.clone()), path.clone(), how, down).await;
+        sent = send_on(
+            lease,
+            again,
+            RequestBody::full(bytes.clone()),
+            path.clone(),
+            how,
+            down,
+        )
+        .await;
     }
     sent
 }

@@ -201,16 +201,20 @@ impl Pool {
         // Unavailable targets are stepped over, so the one after a down target
         // takes its turn as well as its own.
         let scan = |start: usize| (0..n).map(move |k| (start + k) % n);
+        // A retry does not take a turn of the rotation: it is the same
+        // request, and the next one goes where it would have gone anyway.
+        let turn = || match tried == Tried::default() {
+            true => self.next.fetch_add(1, Ordering::Relaxed),
+            false => self.next.load(Ordering::Relaxed),
+        };
         let index = match (n, self.balance) {
             (0, _) => return None,
             (1, _) => Some(0).filter(|&i| ok(i))?,
-            (_, Balance::RoundRobin) => {
-                scan(self.next.fetch_add(1, Ordering::Relaxed)).find(|&i| ok(i))?
-            }
+            (_, Balance::RoundRobin) => scan(turn()).find(|&i| ok(i))?,
             (_, Balance::Random) => scan(fastrand::usize(..n)).find(|&i| ok(i))?,
             (_, Balance::LeastRequest) => {
                 // Scan from a rotating start so ties spread instead of piling on target 0.
-                scan(self.next.fetch_add(1, Ordering::Relaxed))
+                scan(turn())
                     .filter(|&i| ok(i))
                     .min_by_key(|&i| self.targets[i].stats.in_flight())?
             }
@@ -372,7 +376,10 @@ mod tests {
         assert_eq!(b.budget.totals(), (1, 0));
         registry.retain(&[]);
         let c = pool(Balance::RoundRobin, 2, &registry);
-        assert!(c.targets[0].stats.health.eligible(), "a removed target starts afresh");
+        assert!(
+            c.targets[0].stats.health.eligible(),
+            "a removed target starts afresh"
+        );
         assert_eq!(c.budget.totals(), (0, 0));
     }
 }

@@ -5,6 +5,7 @@
 //! [`process`] runs the real binary as a child.
 #![allow(dead_code)]
 
+pub mod flaky;
 pub mod process;
 pub mod raw;
 
