@@ -256,7 +256,7 @@ pub(super) async fn attempt_retrying(
             event = "retry",
             request_id = how.request_id.to_str().unwrap_or("-"),
             upstream = pool.name,
-            target = lease.target().url,
+            url = lease.target().url,
             result = "sent",
             "retrying on another target"
         );

@@ -65,7 +65,8 @@ pub fn now_ms() -> u64 {
 /// One target's health, shared by every snapshot that has the target.
 #[derive(Debug)]
 pub struct Health {
-    /// For log lines: the upstream's name and the target's URL.
+    /// For log lines: the upstream's name and the target's URL. The URL is
+    /// logged as `url`, since the JSON log's `target` is tracing's own.
     upstream: String,
     target: String,
     /// [`Active`] bits and [`EJECTED`]: the one load [`Health::eligible`] makes.
@@ -142,7 +143,7 @@ impl Health {
             tracing::info!(
                 event = "uneject",
                 upstream = self.upstream,
-                target = self.target,
+                url = self.target,
                 reason = "ejection time is over",
                 "target back in rotation"
             );
@@ -214,7 +215,7 @@ impl Health {
         tracing::warn!(
             event = "eject",
             upstream = self.upstream,
-            target = self.target,
+            url = self.target,
             reason,
             failures = run,
             for_ms = eject.duration.as_millis() as u64,
@@ -247,7 +248,7 @@ impl Health {
                     tracing::warn!(
                         event = "health_change",
                         upstream = self.upstream,
-                        target = self.target,
+                        url = self.target,
                         from = from.as_str(),
                         to = to.as_str(),
                         reason = result,
@@ -258,7 +259,7 @@ impl Health {
                     tracing::info!(
                         event = "health_change",
                         upstream = self.upstream,
-                        target = self.target,
+                        url = self.target,
                         from = from.as_str(),
                         to = to.as_str(),
                         reason = result,
@@ -292,7 +293,7 @@ impl Health {
             tracing::info!(
                 event = "health_change",
                 upstream = self.upstream,
-                target = self.target,
+                url = self.target,
                 from = Active::of(before).as_str(),
                 to = "unchecked",
                 reason = "health checks removed",
