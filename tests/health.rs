@@ -244,4 +244,10 @@ async fn refused_connections_eject_and_every_target_ejected_is_503() {
         "urn:strangler:problem:no-healthy-target"
     );
     assert_eq!(b.requests(), 6 + 2, "the ejected target got nothing");
+
+    // A reload without `eject` ends the ejections at once.
+    b.set_answer(200);
+    let without = cfg.replace("eject = { consecutive_failures = 2, for = \"1m\" }\n", "");
+    proxy.proxy.install(config(&without));
+    assert_eq!(served_by(&proxy, 2).await, ["502", "b"]);
 }

@@ -154,3 +154,23 @@ async fn retries_stay_within_the_budget_when_every_target_fails() {
         n as u64
     );
 }
+
+#[tokio::test]
+async fn the_access_log_counts_retries_and_the_eject_line_names_the_target() {
+    let dead = format!("http://{}", dead_addr().await);
+    let live = flaky("live").await;
+    let mut p = support::process::ProxyProcess::start(&format!(
+        "[upstreams.app]\ntargets = [\"{dead}\", \"{}\"]\nretries = 1\neject = {{ consecutive_failures = 1, for = \"1m\" }}\n[default]\nupstream = \"app\"\n",
+        live.url()
+    ))
+    .await;
+    let a = get(&p.url("/r")).await;
+    assert_eq!(a.status, 200);
+    let eject = p.log_line(|v| v["event"] == "eject").await;
+    assert_eq!(eject["upstream"], "app", "{eject}");
+    assert_eq!(eject["url"], dead.as_str(), "{eject}");
+    assert_eq!(eject["reason"], "connect failed", "{eject}");
+    let line = p.log_line(|v| v["target"] == "strangler::access").await;
+    assert_eq!(line["retries"], 1, "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+}

@@ -112,6 +112,13 @@ impl Proxy {
         ));
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
+        for pool in next.pools.iter().filter(|p| p.eject.is_none()) {
+            for t in &pool.targets {
+                t.stats
+                    .health
+                    .end_ejection("eject removed from the upstream");
+            }
+        }
         self.health_changed.notify_one();
     }
 
@@ -138,6 +145,7 @@ impl Proxy {
             route: None,
             upstream: None,
             fell_back_from: None,
+            retries: 0,
             legs: None,
             status: 0,
             problem: None,
@@ -304,6 +312,7 @@ impl Proxy {
                             upstream_path,
                             &how,
                             down,
+                            &mut log.retries,
                         ))
                         .await
                     }
@@ -527,6 +536,8 @@ struct Completion {
     upstream: Option<usize>,
     /// The upstream that failed first, when the request fell back.
     fell_back_from: Option<usize>,
+    /// Retries sent on other targets of the upstream (its `retries`).
+    retries: u8,
     /// A composite's legs and how each did (`order=200 stock=timeout`).
     legs: Option<String>,
     status: u16,
@@ -568,6 +579,7 @@ impl OnComplete for Completion {
             complete,
             problem = self.problem,
             fell_back_from,
+            retries = (self.retries > 0).then_some(self.retries),
             legs = self.legs.as_deref(),
             "request"
         );

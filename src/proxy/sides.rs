@@ -210,7 +210,8 @@ fn retryable(sent: &Result<(Response<UpstreamBody>, Lease), ProxyError>) -> bool
 /// retry budget. `replay` is the whole body when the request may be retried
 /// ([`may_retry`] and small enough to have been held); without it this is a
 /// single attempt. The decision is made on the response head, before any
-/// byte reaches the client; a failed answer is dropped unread.
+/// byte reaches the client; a failed answer is dropped unread. `retried`
+/// counts the retries sent, for the access log.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn attempt_retrying(
     snap: &Snapshot,
@@ -221,6 +222,7 @@ pub(super) async fn attempt_retrying(
     path: String,
     how: &How<'_>,
     down: &Downstream,
+    retried: &mut u8,
 ) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
     let pool = &snap.pools[upstream];
     let Some(bytes) = replay.filter(|_| may_retry(snap, upstream, &parts, how)) else {
@@ -262,6 +264,7 @@ pub(super) async fn attempt_retrying(
         );
         // The failed answer is dropped unread.
         drop(sent);
+        *retried += 1;
         let again = forward::copy_head(&head);
         sent = send_on(
             lease,
@@ -321,6 +324,7 @@ pub(super) async fn with_fallback(
         first.path,
         how,
         down,
+        &mut log.retries,
     )
     .await;
     record(first.shifted, started, &sent);

@@ -280,6 +280,21 @@ impl Health {
         });
     }
 
+    /// Ends an ejection now: `eject` was removed from the upstream, and an
+    /// ejection the config no longer asks for must not keep a target out.
+    pub fn end_ejection(&self, reason: &str) {
+        let before = self.flags.fetch_and(!EJECTED, Ordering::Relaxed);
+        if before & EJECTED != 0 {
+            tracing::info!(
+                event = "uneject",
+                upstream = self.upstream,
+                url = self.target,
+                reason,
+                "target back in rotation"
+            );
+        }
+    }
+
     /// Forgets the active verdict: `health` was removed from the upstream, so
     /// nothing will probe the target any more.
     pub fn unchecked(&self) {
@@ -501,6 +516,15 @@ mod tests {
         assert!(h.ejection_over(1100));
         assert_eq!(h.ejected(1100), None);
         assert_eq!(h.ejections(), 1);
+
+        // Ejected again, then `eject` is removed: back at once.
+        for _ in 0..3 {
+            h.record(true, Some(&e), 2000, "502");
+        }
+        assert!(h.ejected(2001).is_some());
+        h.end_ejection("eject removed");
+        assert_eq!(h.ejected(2001), None);
+        assert!(h.eligible());
     }
 
     #[test]
