@@ -13,8 +13,8 @@ use serde_json::Value;
 use support::flaky::{Flaky, HANG, flaky};
 use support::*;
 
-/// Probes every 100 ms; two failures take a target out, two passes bring it back.
-const HEALTH: &str = r#"health = { path = "/health", interval = "100ms", timeout = "100ms", unhealthy_after = 2, healthy_after = 2 }"#;
+/// Probes every 200 ms; two failures take a target out, two passes bring it back.
+const HEALTH: &str = r#"health = { path = "/health", interval = "200ms", timeout = "200ms", unhealthy_after = 2, healthy_after = 2 }"#;
 
 fn two_targets(a: &Flaky, b: &Flaky, extra: &str) -> String {
     format!(
@@ -162,9 +162,11 @@ async fn the_verdict_survives_a_reload_and_removing_health_forgets_it() {
     let admin = proxy.admin.unwrap();
     eventually("a is down", || health_is(admin, a.url(), "down")).await;
 
-    // A reload that keeps the target (another balance, a longer interval: no
-    // probe can run before the checks below) keeps it down.
-    let slower = HEALTH.replace("interval = \"100ms\"", "interval = \"1m\"");
+    // A reload that keeps the target (another balance, a 1-minute interval)
+    // keeps it down. The restarted probe loop probes once at once; that one
+    // failure alone could not take a fresh target down (unhealthy_after = 2),
+    // and no second probe comes before the checks below.
+    let slower = HEALTH.replace("interval = \"200ms\"", "interval = \"1m\"");
     proxy.proxy.install(config(&two_targets(
         &a,
         &b,
