@@ -79,8 +79,8 @@ pub struct Health {
     ejected_after: AtomicU32,
     /// Ejections ever.
     ejections: AtomicU64,
-    /// Probes in a row that agreed: positive for passes, negative for failures.
-    /// Only the target's probe loop writes it.
+    /// Probes in a row with the same result, and whether that result was a
+    /// pass. Only the target's probe loop writes them.
     streak: AtomicU32,
     streak_ok: AtomicU8,
     /// When the last probe ended and what it found.
@@ -243,32 +243,30 @@ impl Health {
                     Some(f & !ACTIVE_MASK | to.bits())
                 })
                 .ok();
-            let log = |level_warn: bool| {
-                if level_warn {
-                    tracing::warn!(
-                        event = "health_change",
-                        upstream = self.upstream,
-                        url = self.target,
-                        from = from.as_str(),
-                        to = to.as_str(),
-                        reason = result,
-                        probes = streak,
-                        "target health changed"
-                    );
-                } else {
-                    tracing::info!(
-                        event = "health_change",
-                        upstream = self.upstream,
-                        url = self.target,
-                        from = from.as_str(),
-                        to = to.as_str(),
-                        reason = result,
-                        probes = streak,
-                        "target health changed"
-                    );
-                }
-            };
-            log(to == Active::Down);
+            // Going down is what an operator must see; coming up is news.
+            if to == Active::Down {
+                tracing::warn!(
+                    event = "health_change",
+                    upstream = self.upstream,
+                    url = self.target,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    reason = result,
+                    probes = streak,
+                    "target health changed"
+                );
+            } else {
+                tracing::info!(
+                    event = "health_change",
+                    upstream = self.upstream,
+                    url = self.target,
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    reason = result,
+                    probes = streak,
+                    "target health changed"
+                );
+            }
         }
         *self
             .last_check
