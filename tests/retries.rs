@@ -174,3 +174,21 @@ async fn the_access_log_counts_retries_and_the_eject_line_names_the_target() {
     assert_eq!(line["retries"], 1, "{line}");
     assert_eq!(line["status"], 200, "{line}");
 }
+
+#[tokio::test]
+async fn retries_come_before_the_routes_fallback() {
+    let (a, b, legacy) = (flaky("a").await, flaky("b").await, flaky("legacy").await);
+    a.set_answer(503);
+    b.set_answer(503);
+    let proxy = start(&format!(
+        "[upstreams.app]\ntargets = [\"{}\", \"{}\"]\nretries = 1\n[upstreams.legacy]\ntargets = [\"{}\"]\n[[routes]]\nprefix = \"/r\"\nupstream = \"app\"\nfallback = \"legacy\"\n",
+        a.url(),
+        b.url(),
+        legacy.url()
+    ))
+    .await;
+    let answer = call(&proxy, "GET", "").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-served-by"), Some("legacy"));
+    assert_eq!((a.requests(), b.requests(), legacy.requests()), (1, 1, 1));
+}
