@@ -43,6 +43,13 @@ pub const SHADOW: &str = "strangler_shadow";
 /// encoder appends it to every counter.
 pub const CONFIG_RELOADS: &str = "strangler_config_reloads";
 
+/// `strangler_upstream_up{upstream, target}`: 1 while a target may take traffic
+/// (not down by its health checks, not ejected), else 0.
+pub const UPSTREAM_UP: &str = "strangler_upstream_up";
+/// `strangler_retries_total{upstream, result}` (registered without `_total`):
+/// result `sent`, or `over_budget` for a retry the budget refused.
+pub const RETRIES: &str = "strangler_retries";
+
 /// `strangler_compose_leg_duration_seconds{route, leg}`.
 pub const COMPOSE_LEG_DURATION: &str = "strangler_compose_leg_duration_seconds";
 /// `strangler_compose_leg_failures_total{route, leg}` (registered without `_total`).
@@ -106,6 +113,9 @@ impl Metrics {
         let proxy_recorded = proxy.recorded.clone();
         registry.register_collector(Box::new(TrafficCollector {
             traffic: proxy.traffic.clone(),
+        }));
+        registry.register_collector(Box::new(UpstreamCollector {
+            proxy: proxy.clone(),
         }));
         registry.register_collector(Box::new(ShiftCollector {
             proxy: proxy.clone(),
@@ -329,6 +339,54 @@ impl Collector for ReloadCollector {
     }
 }
 
+// === impl UpstreamCollector ===
+
+/// Reads each target's eligibility and each upstream's retry counters from
+/// the current snapshot, in config order.
+struct UpstreamCollector {
+    proxy: Arc<Proxy>,
+}
+
+impl fmt::Debug for UpstreamCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("UpstreamCollector")
+    }
+}
+
+impl Collector for UpstreamCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let snap = self.proxy.snapshot();
+        let mut family = encoder.encode_descriptor(
+            UPSTREAM_UP,
+            "1 while a target may take traffic (not down by its health checks, not ejected), else 0",
+            None,
+            MetricType::Gauge,
+        )?;
+        for pool in &snap.pools {
+            for t in &pool.targets {
+                family
+                    .encode_family(&[("upstream", pool.name.as_str()), ("target", t.url.as_str())])?
+                    .encode_gauge(&i64::from(t.stats.health.eligible()))?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            RETRIES,
+            "Retries of idempotent requests on another target, by result: sent, or over_budget (refused by the retry budget)",
+            None,
+            MetricType::Counter,
+        )?;
+        for pool in snap.pools.iter().filter(|p| p.retries > 0) {
+            let (sent, denied) = pool.budget.counts();
+            for (result, n) in [("sent", sent), ("over_budget", denied)] {
+                family
+                    .encode_family(&[("upstream", pool.name.as_str()), ("result", result)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&n, None::<&Exemplar<NoLabelSet, u64>>)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +414,29 @@ shift = { to = "customers", percent = 12.5, ramp = { step = 5, every = "1m" } }
         let proxy = Proxy::new(config);
         let m = Metrics::new(proxy.clone(), None);
         (proxy, m)
+    }
+
+    #[test]
+    fn targets_are_up_until_ejected() {
+        let (proxy, m) = metrics();
+        let text = m.encode().unwrap();
+        let series = "strangler_upstream_up{upstream=\"legacy\",target=\"http://127.0.0.1:9000\"}";
+        assert!(text.contains(&format!("{series} 1\n")), "{text}");
+        let snap = proxy.snapshot();
+        let eject = crate::config::Eject {
+            consecutive_failures: 1,
+            duration: std::time::Duration::from_secs(60),
+        };
+        snap.pools[0].targets[0].stats.health.record(
+            true,
+            Some(&eject),
+            crate::upstream::health::now_ms(),
+            "test",
+        );
+        let text = m.encode().unwrap();
+        assert!(text.contains(&format!("{series} 0\n")), "{text}");
+        // No upstream has retries: no retry series.
+        assert!(!text.contains("strangler_retries_total{"), "{text}");
     }
 
     #[test]

@@ -271,11 +271,17 @@ async fn upstreams_shows_every_target_with_its_counters_and_unchecked_health() {
             "name": "orders",
             "balance": "least_request",
             "host": "orders.internal",
+            "retries": 0,
+            "retry_budget": { "window_requests": 0, "window_retries": 0 },
             "targets": [{
                 "url": orders.url(),
                 "in_flight": 0,
                 "requests": 3,
                 "health": "unchecked",
+                "up": true,
+                "ejected": null,
+                "consecutive_failures": 0,
+                "last_check": null,
             }],
         })
     );

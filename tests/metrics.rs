@@ -122,12 +122,21 @@ async fn every_family_is_exposed_with_its_labels_after_traffic() {
         ("strangler_compose_leg_duration_seconds", "histogram"),
         ("strangler_compose_leg_failures_total", "counter"),
         ("strangler_config_reloads_total", "counter"),
+        ("strangler_upstream_up", "gauge"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {family} {kind}\n")),
             "no {family} {kind} in\n{text}"
         );
     }
+
+    // Every target is up: none has failed a check or been ejected.
+    let ups: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("strangler_upstream_up{"))
+        .collect();
+    assert!(!ups.is_empty(), "{text}");
+    assert!(ups.iter().all(|l| l.ends_with(" 1")), "{ups:?}");
 
     // Status classes, per route and upstream.
     let orders_code = |code: &str| {

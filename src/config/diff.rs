@@ -209,6 +209,44 @@ fn upstream_settings(old: &Upstream, new: &Upstream) -> Vec<String> {
         };
         out.push(format!("host {} -> {}", host(&old.host), host(&new.host)));
     }
+    if old.health != new.health {
+        let health = |h: &Option<super::Health>| {
+            h.as_ref().map_or(NONE.to_owned(), |h| {
+                format!(
+                    "{} every {} timeout {} down after {} up after {}",
+                    h.path,
+                    duration(h.interval),
+                    duration(h.timeout),
+                    h.unhealthy_after,
+                    h.healthy_after
+                )
+            })
+        };
+        out.push(format!(
+            "health {} -> {}",
+            health(&old.health),
+            health(&new.health)
+        ));
+    }
+    if old.eject != new.eject {
+        let eject = |e: &Option<super::Eject>| {
+            e.map_or(NONE.to_owned(), |e| {
+                format!(
+                    "after {} failures for {}",
+                    e.consecutive_failures,
+                    duration(e.duration)
+                )
+            })
+        };
+        out.push(format!(
+            "eject {} -> {}",
+            eject(&old.eject),
+            eject(&new.eject)
+        ));
+    }
+    if old.retries != new.retries {
+        out.push(format!("retries {} -> {}", old.retries, new.retries));
+    }
     // A setting this module does not know yet still counts as a change.
     if out.is_empty() && old != new {
         out.push("settings changed".to_owned());

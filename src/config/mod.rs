@@ -95,7 +95,64 @@ pub struct Upstream {
     pub balance: Balance,
     /// Host header sent upstream; `None` keeps the client's.
     pub host: Option<HeaderValue>,
+    /// Active health checks; `None`: targets are never probed.
+    pub health: Option<Health>,
+    /// Passive ejection of a target that keeps failing; `None`: never ejected.
+    pub eject: Option<Eject>,
+    /// Further attempts on other targets for an idempotent request that could
+    /// not connect or was answered 502/503 (0 = none).
+    pub retries: u32,
 }
+
+/// `health = { path, interval, timeout, unhealthy_after, healthy_after }`.
+/// Defaults are SPEC section 2's example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Probed with `GET`; starts with `/`. Default `/health`.
+    pub path: String,
+    /// Time between the starts of two probes of a target. Default 2s.
+    pub interval: Duration,
+    /// A probe without a 2xx head within this failed; at most `interval`. Default 1s.
+    pub timeout: Duration,
+    /// Failed probes in a row that take a target out. Default 2.
+    pub unhealthy_after: u32,
+    /// Good probes in a row that bring a down target back. Default 1.
+    pub healthy_after: u32,
+}
+
+impl std::default::Default for Health {
+    fn default() -> Self {
+        Health {
+            path: "/health".to_owned(),
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            unhealthy_after: 2,
+            healthy_after: 1,
+        }
+    }
+}
+
+/// `eject = { consecutive_failures, for }`. Defaults are SPEC section 2's example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eject {
+    /// Failed requests in a row that eject a target. Default 5.
+    pub consecutive_failures: u32,
+    /// How long an ejected target is skipped. Default 30s.
+    pub duration: Duration,
+}
+
+impl std::default::Default for Eject {
+    fn default() -> Self {
+        Eject {
+            consecutive_failures: 5,
+            duration: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The most `retries` an upstream may have: each is a further request to
+/// the upstream, and the budget caps them at a fifth of the traffic anyway.
+pub const MAX_RETRIES: u32 = 10;
 
 /// One `scheme://host:port` of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,12 +11,14 @@ use toml::de::DeTable;
 use super::reader::{Diags, SpannedStr, TableReader, suggestion};
 use super::route;
 use super::source::{ConfigError, Diagnostic, Located, SourceFile};
-use super::{Balance, Config, Default, Route, Server, Target, Upstream};
+use super::{
+    Balance, Config, Default, Eject, Health, MAX_RETRIES, Route, Server, Target, Upstream,
+};
 use crate::router::Router;
 
 /// Keys SPEC defines whose features this build does not have yet. They are
 /// refused, not ignored, so nobody believes a ramp or a shadow is running.
-const UPSTREAM_NOT_YET: &[&str] = &["health", "eject", "retries", "ca"];
+const UPSTREAM_NOT_YET: &[&str] = &["ca"];
 const SERVER_NOT_YET: &[&str] = &["tls"];
 const TOP_NOT_YET: &[&str] = &["async"];
 
@@ -249,6 +251,15 @@ fn parse_upstreams(t: &DeTable<'_>, diags: &Diags) -> Vec<Upstream> {
                     None
                 }
             });
+        let health = r
+            .table("health")
+            .and_then(|(t, span)| parse_health(t, span, &format!("{what}.health"), diags));
+        let eject = r
+            .table("eject")
+            .and_then(|(t, _)| parse_eject(t, &format!("{what}.eject"), diags));
+        let retries = r
+            .uint("retries", u64::from(MAX_RETRIES))
+            .map_or(0, |n| *n.get_ref() as u32);
         not_yet(&mut r, UPSTREAM_NOT_YET);
         r.finish();
         out.push(Upstream {
@@ -256,9 +267,122 @@ fn parse_upstreams(t: &DeTable<'_>, diags: &Diags) -> Vec<Upstream> {
             targets,
             balance,
             host,
+            health,
+            eject,
+            retries,
         });
     }
     out
+}
+
+/// A threshold: a whole number of at least 1 (`u32` is plenty for a count in a row).
+fn at_least_one(r: &mut TableReader<'_, '_>, key: &'static str) -> Option<Result<u32, ()>> {
+    let n = match r.uint(key, u64::from(u32::MAX)) {
+        Some(n) => n,
+        None => return r.value(key).map(|_| Err(())),
+    };
+    if *n.get_ref() == 0 {
+        r.diags().error(
+            n.span(),
+            format!("{}: `{key}` must be at least 1", r.what()),
+        );
+        return Some(Err(()));
+    }
+    Some(Ok(*n.get_ref() as u32))
+}
+
+/// A duration that, when present, must be valid: `Err` when it is not.
+fn duration_or(
+    r: &mut TableReader<'_, '_>,
+    t: &DeTable<'_>,
+    key: &'static str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, ()> {
+    match r.duration(key) {
+        Some(d) => Ok(d),
+        None if t.get(key).is_none() => Ok(default),
+        None => Err(()),
+    }
+}
+
+fn parse_health(
+    t: &DeTable<'_>,
+    span: std::ops::Range<usize>,
+    what: &str,
+    diags: &Diags,
+) -> Option<Health> {
+    let mut r = TableReader::new(t, what, diags);
+    let d = Health::default();
+    let mut ok = true;
+    let path = match r.string("path") {
+        Some(p) if !p.get_ref().starts_with('/') || p.get_ref().contains([' ', '\r', '\n']) => {
+            diags.error(
+                p.span(),
+                format!(
+                    "{what}: `path` = \"{}\" must be a path starting with `/`, e.g. \"/health\"",
+                    p.get_ref()
+                ),
+            );
+            ok = false;
+            d.path.clone()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => {
+            ok &= t.get("path").is_none();
+            d.path.clone()
+        }
+    };
+    let interval = duration_or(&mut r, t, "interval", d.interval);
+    let timeout = duration_or(&mut r, t, "timeout", d.timeout);
+    let unhealthy_after = at_least_one(&mut r, "unhealthy_after").unwrap_or(Ok(d.unhealthy_after));
+    let healthy_after = at_least_one(&mut r, "healthy_after").unwrap_or(Ok(d.healthy_after));
+    r.finish();
+    let (Ok(interval), Ok(timeout), Ok(unhealthy_after), Ok(healthy_after), true) =
+        (interval, timeout, unhealthy_after, healthy_after, ok)
+    else {
+        return None;
+    };
+    if timeout > interval {
+        let at = t.get("timeout").map_or(span, |v| v.span());
+        diags.error(
+            at,
+            format!(
+                "{what}: `timeout` ({}) must not be longer than `interval` ({}): a probe ends before the next one starts",
+                humanize(timeout),
+                humanize(interval)
+            ),
+        );
+        return None;
+    }
+    Some(Health {
+        path,
+        interval,
+        timeout,
+        unhealthy_after,
+        healthy_after,
+    })
+}
+
+fn parse_eject(t: &DeTable<'_>, what: &str, diags: &Diags) -> Option<Eject> {
+    let mut r = TableReader::new(t, what, diags);
+    let d = Eject::default();
+    let failures =
+        at_least_one(&mut r, "consecutive_failures").unwrap_or(Ok(d.consecutive_failures));
+    let duration = duration_or(&mut r, t, "for", d.duration);
+    r.finish();
+    Some(Eject {
+        consecutive_failures: failures.ok()?,
+        duration: duration.ok()?,
+    })
+}
+
+/// A duration as it would be written in the file.
+pub(super) fn humanize(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 fn target(s: &SpannedStr, what: &str, diags: &Diags) -> Option<Target> {

@@ -234,8 +234,56 @@ fn bad_upstreams() {
             "is not a host name",
         ),
         (
-            "health = { path = \"/h\" }\ntargets = [\"http://a:1\"]",
-            "`health` is not supported",
+            "ca = \"ca.pem\"\ntargets = [\"http://a:1\"]",
+            "`ca` is not supported",
+        ),
+        (
+            "health = { path = \"health\" }\ntargets = [\"http://a:1\"]",
+            "`path` = \"health\" must be a path starting with `/`",
+        ),
+        (
+            "health = { interval = \"0s\" }\ntargets = [\"http://a:1\"]",
+            "upstream \"u\".health: `interval` must be longer than 0",
+        ),
+        (
+            "health = { timeout = \"soon\" }\ntargets = [\"http://a:1\"]",
+            "`timeout`: `soon` is not a duration",
+        ),
+        (
+            "health = { interval = \"1s\", timeout = \"2s\" }\ntargets = [\"http://a:1\"]",
+            "`timeout` (2s) must not be longer than `interval` (1s)",
+        ),
+        (
+            "health = { unhealthy_after = 0 }\ntargets = [\"http://a:1\"]",
+            "`unhealthy_after` must be at least 1",
+        ),
+        (
+            "health = { healthy_after = -1 }\ntargets = [\"http://a:1\"]",
+            "`healthy_after` must be between 0 and",
+        ),
+        (
+            "health = { pth = \"/h\" }\ntargets = [\"http://a:1\"]",
+            "unknown key `pth` (did you mean `path`?",
+        ),
+        (
+            "health = \"/health\"\ntargets = [\"http://a:1\"]",
+            "`health` must be a table",
+        ),
+        (
+            "eject = { consecutive_failures = 0 }\ntargets = [\"http://a:1\"]",
+            "upstream \"u\".eject: `consecutive_failures` must be at least 1",
+        ),
+        (
+            "eject = { for = \"0ms\" }\ntargets = [\"http://a:1\"]",
+            "`for` must be longer than 0",
+        ),
+        (
+            "retries = 11\ntargets = [\"http://a:1\"]",
+            "`retries` must be between 0 and 10, not 11",
+        ),
+        (
+            "retries = \"1\"\ntargets = [\"http://a:1\"]",
+            "`retries` must be a whole number",
         ),
         ("", "`targets` is missing"),
     ];
@@ -248,6 +296,58 @@ fn bad_upstreams() {
             "{body}: wanted {want:?} in {errs:?}"
         );
     }
+}
+
+#[test]
+fn health_eject_and_retries_are_read_with_defaults_for_what_is_left_out() {
+    let c = parse(
+        r#"
+[upstreams.u]
+targets = ["http://a:1", "http://b:1"]
+health = { path = "/ready", interval = "200ms", timeout = "100ms", unhealthy_after = 3 }
+eject = { for = "10s" }
+retries = 2
+
+[upstreams.plain]
+targets = ["http://c:1"]
+
+[default]
+upstream = "u"
+"#,
+    )
+    .unwrap();
+    let u = &c.upstreams[0];
+    assert_eq!(
+        u.health,
+        Some(Health {
+            path: "/ready".into(),
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(100),
+            unhealthy_after: 3,
+            healthy_after: 1,
+        })
+    );
+    assert_eq!(
+        u.eject,
+        Some(Eject {
+            consecutive_failures: 5,
+            duration: Duration::from_secs(10),
+        })
+    );
+    assert_eq!(u.retries, 2);
+    let plain = &c.upstreams[1];
+    assert_eq!(
+        (plain.health.as_ref(), plain.eject, plain.retries),
+        (None, None, 0)
+    );
+}
+
+#[test]
+fn health_errors_are_located() {
+    let errs = errors(
+        "[upstreams.u]\ntargets = [\"http://a:1\"]\nhealth = { path = \"/h\", interval = \"1s\", timeout = \"5s\" }\n[default]\nupstream = \"u\"\n",
+    );
+    assert!(errs[0].starts_with("strangler.toml:3:"), "{errs:?}");
 }
 
 #[test]

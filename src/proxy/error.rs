@@ -26,7 +26,7 @@ pub enum ProxyError {
     BodyTooLarge { limit: u64 },
     #[error("the {0} method is not supported by this proxy")]
     MethodNotSupported(http::Method),
-    #[error("upstream \"{upstream}\" has no target available")]
+    #[error("upstream \"{upstream}\" has no healthy target")]
     NoTarget { upstream: String },
     #[error("upstream \"{upstream}\" could not be reached")]
     Connect {

@@ -158,13 +158,40 @@ pub async fn send(
         };
         tokio::time::timeout(timeout, Box::pin(exchange)).await
     };
-    match exchanged {
+    let sent = match exchanged {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(classify(e, upstream)),
         Err(_) => Err(ProxyError::Timeout {
             upstream: upstream.clone(),
             timeout,
         }),
+    };
+    passive(lease, &sent);
+    sent
+}
+
+/// Tells the target's health how the request went (passive checks): no
+/// answer, or an answer that says the target itself is failing (502, 503,
+/// 504), is a failure; anything else ends a run of failures.
+fn passive(lease: &Lease, sent: &Result<Response<UpstreamBody>, ProxyError>) {
+    let reason = match sent {
+        Ok(resp) => match resp.status().as_u16() {
+            502 => "502",
+            503 => "503",
+            504 => "504",
+            _ => "",
+        },
+        Err(ProxyError::Connect { .. }) => "connect failed",
+        Err(ProxyError::ConnectTimeout { .. }) => "connect timeout",
+        Err(ProxyError::Timeout { .. }) => "timeout",
+        Err(_) => "no valid answer",
+    };
+    let health = &lease.target().stats.health;
+    if reason.is_empty() {
+        health.record(false, None, 0, reason);
+    } else {
+        let eject = lease.pool().eject.as_ref();
+        health.record(true, eject, crate::upstream::health::now_ms(), reason);
     }
 }
 

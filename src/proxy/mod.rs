@@ -38,7 +38,10 @@ use crate::snapshot::Snapshot;
 use crate::upstream::{Lease, Registry};
 use body::{OnComplete, ResponseBody};
 pub use error::ProxyError;
-use sides::{First, How, Mirrored, attempt, composite, mirror, pick_side, record, with_fallback};
+use sides::{
+    First, How, Mirrored, attempt, attempt_retrying, composite, hold_for_retry, mirror, pick_side,
+    record, with_fallback,
+};
 
 /// The proxy: the current snapshot, swapped whole on reload, and the state
 /// that outlives snapshots.
@@ -55,6 +58,8 @@ pub struct Proxy {
     pub shadow: crate::shadow::report::Reports,
     /// Bounds on shadow comparisons in flight.
     mirror_limits: crate::shadow::mirror::Limits,
+    /// Tells the health probe driver the config changed.
+    health_changed: Arc<tokio::sync::Notify>,
 }
 
 /// What the journey knows about the client connection a request came on.
@@ -84,10 +89,12 @@ impl Proxy {
             traffic,
             shadow: reports,
             mirror_limits: crate::shadow::mirror::Limits::default(),
+            health_changed: Arc::default(),
         });
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(sweep_idle(Arc::downgrade(&proxy)));
             rt.spawn(crate::shift::ramp::drive(Arc::downgrade(&proxy)));
+            rt.spawn(crate::upstream::probe::drive(Arc::downgrade(&proxy)));
         }
         proxy
     }
@@ -111,6 +118,19 @@ impl Proxy {
         self.snapshot.store(next.clone());
         self.registry.retain(&next.pools);
         self.traffic.retain(&next.config);
+        for pool in next.pools.iter().filter(|p| p.eject.is_none()) {
+            for t in &pool.targets {
+                t.stats
+                    .health
+                    .end_ejection("eject removed from the upstream");
+            }
+        }
+        self.health_changed.notify_one();
+    }
+
+    /// Where per-target state and retry budgets live across reloads.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Serves one request, never failing: errors become problem+json answers.
@@ -131,6 +151,7 @@ impl Proxy {
             route: None,
             upstream: None,
             fell_back_from: None,
+            retries: 0,
             legs: None,
             status: 0,
             problem: None,
@@ -278,9 +299,30 @@ impl Proxy {
         }
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
+                let mut replay = None;
+                if sides::may_retry(snap, upstream, &parts, &how) {
+                    (body, replay) =
+                        Box::pin(hold_for_retry(&parts, body, server.max_request_body)).await?;
+                }
                 let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
                 let started = Instant::now();
-                let sent = attempt(snap, upstream, parts, body, upstream_path, &how, down).await;
+                let sent = match replay {
+                    None => attempt(snap, upstream, parts, body, upstream_path, &how, down).await,
+                    replay => {
+                        Box::pin(attempt_retrying(
+                            snap,
+                            upstream,
+                            parts,
+                            body,
+                            replay,
+                            upstream_path,
+                            &how,
+                            down,
+                            &mut log.retries,
+                        ))
+                        .await
+                    }
+                };
                 record(shifted, started, &sent);
                 match sent {
                     Err(_) if tripped.is_some_and(|t| t.load(Ordering::Acquire)) => {
@@ -369,6 +411,39 @@ fn sync_reports(
         })
         .collect();
     reports.sync(basis.iter().map(|(n, b)| (*n, b.as_str())))
+}
+
+impl crate::upstream::probe::Owner for Proxy {
+    fn probed(&self) -> Vec<crate::upstream::probe::Probed> {
+        let snap = self.snapshot();
+        snap.config
+            .upstreams
+            .iter()
+            .zip(&snap.pools)
+            .filter_map(|(cfg, pool)| Some((cfg.health.as_ref()?, pool)))
+            .flat_map(|(health, pool)| {
+                pool.targets
+                    .iter()
+                    .map(move |t| crate::upstream::probe::Probed {
+                        upstream: pool.name.clone(),
+                        url: t.url.clone(),
+                        authority: t.authority.to_string(),
+                        host: pool
+                            .host
+                            .as_ref()
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or(t.authority.as_str())
+                            .to_owned(),
+                        cfg: health.clone(),
+                        stats: t.stats.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.health_changed.clone()
+    }
 }
 
 /// Closes upstream connections left idle too long, until the proxy is gone.
@@ -467,6 +542,8 @@ struct Completion {
     upstream: Option<usize>,
     /// The upstream that failed first, when the request fell back.
     fell_back_from: Option<usize>,
+    /// Retries sent on other targets of the upstream (its `retries`).
+    retries: u8,
     /// A composite's legs and how each did (`order=200 stock=timeout`).
     legs: Option<String>,
     status: u16,
@@ -514,6 +591,7 @@ impl OnComplete for Completion {
             complete,
             problem = self.problem,
             fell_back_from,
+            retries = (self.retries > 0).then_some(self.retries),
             legs = self.legs.as_deref(),
             "request"
         );

@@ -15,8 +15,8 @@ use crate::fallback;
 use crate::shift::state::ShiftState;
 use crate::shift::{self, Side};
 use crate::snapshot::Snapshot;
-use crate::upstream::Lease;
 use crate::upstream::body::UpstreamBody;
+use crate::upstream::{Lease, Tried};
 
 /// Phases 4-5 for a composed route (SPEC 2.5): the legs, merged. Its
 /// `route.compose` is `Some` (the router only sends such routes here).
@@ -135,6 +135,18 @@ pub(super) async fn attempt(
     let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
         upstream: pool.name.clone(),
     })?;
+    send_on(lease, parts, body, path, how, down).await
+}
+
+/// The request built for the lease's target, sent.
+async fn send_on(
+    lease: Lease,
+    parts: http::request::Parts,
+    body: RequestBody,
+    path: String,
+    how: &How<'_>,
+    down: &Downstream,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
     let req = forward::build(
         parts,
         body,
@@ -149,6 +161,122 @@ pub(super) async fn attempt(
     )?;
     let resp = forward::send(&lease, req, how.upgrade, how.timeout, how.connect_timeout).await?;
     Ok((resp, lease))
+}
+
+/// Whether the upstream's `retries` apply to this request: an idempotent,
+/// non-upgrade request to an upstream that has retries. Only such a request's
+/// body is held (up to [`fallback::REPLAY_LIMIT`]) for a second send.
+pub(super) fn may_retry(
+    snap: &Snapshot,
+    upstream: usize,
+    parts: &http::request::Parts,
+    how: &How<'_>,
+) -> bool {
+    snap.pools[upstream].retries > 0 && !how.upgrade && fallback::is_idempotent(&parts.method)
+}
+
+/// Holds the client's body (up to [`fallback::REPLAY_LIMIT`]) so the request
+/// can be retried: the body to send first, and the bytes for a retry when the
+/// whole body was held. A larger body streams, and is not retried.
+pub(super) async fn hold_for_retry(
+    parts: &http::request::Parts,
+    body: ClientBody,
+    max_body: u64,
+) -> Result<(ClientBody, Option<bytes::Bytes>), ProxyError> {
+    let held = match body {
+        ClientBody::Held(held) => held,
+        ClientBody::Streaming(b) => fallback::hold_body(&parts.headers, b, max_body).await?,
+    };
+    let replay = match &held {
+        fallback::Held::Whole(bytes) => Some(bytes.clone()),
+        fallback::Held::TooLarge { .. } => None,
+    };
+    Ok((ClientBody::Held(held), replay))
+}
+
+/// Whether an attempt's outcome is retried (SPEC 2): the target could not be
+/// connected to, or answered 502 or 503. A timeout or a reset is not: the
+/// request may have been carried out.
+fn retryable(sent: &Result<(Response<UpstreamBody>, Lease), ProxyError>) -> bool {
+    match sent {
+        Ok((resp, _)) => matches!(resp.status().as_u16(), 502 | 503),
+        Err(ProxyError::Connect { .. } | ProxyError::ConnectTimeout { .. }) => true,
+        Err(_) => false,
+    }
+}
+
+/// [`attempt`], sent again on other targets of the same upstream while the
+/// outcome is [`retryable`], up to the upstream's `retries` and within its
+/// retry budget. `replay` is the whole body when the request may be retried
+/// ([`may_retry`] and small enough to have been held); without it this is a
+/// single attempt. The decision is made on the response head, before any
+/// byte reaches the client; a failed answer is dropped unread. `retried`
+/// counts the retries sent, for the access log.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn attempt_retrying(
+    snap: &Snapshot,
+    upstream: usize,
+    parts: http::request::Parts,
+    body: RequestBody,
+    replay: Option<bytes::Bytes>,
+    path: String,
+    how: &How<'_>,
+    down: &Downstream,
+    retried: &mut u8,
+) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
+    let pool = &snap.pools[upstream];
+    let Some(bytes) = replay.filter(|_| may_retry(snap, upstream, &parts, how)) else {
+        return attempt(snap, upstream, parts, body, path, how, down).await;
+    };
+    pool.budget.request();
+    let head = forward::copy_head(&parts);
+    let lease = pool.pick().ok_or_else(|| ProxyError::NoTarget {
+        upstream: pool.name.clone(),
+    })?;
+    let mut tried = Tried::default();
+    tried.add(&lease);
+    let mut sent = send_on(lease, parts, body, path.clone(), how, down).await;
+    for _ in 0..pool.retries {
+        if !retryable(&sent) || !pool.has_other(tried) {
+            break;
+        }
+        if !pool.budget.try_retry() {
+            tracing::debug!(
+                event = "retry",
+                request_id = how.request_id.to_str().unwrap_or("-"),
+                upstream = pool.name,
+                result = "over_budget",
+                "not retried: the upstream's retry budget is spent"
+            );
+            break;
+        }
+        let Some(lease) = pool.pick_other(tried) else {
+            break;
+        };
+        tried.add(&lease);
+        tracing::debug!(
+            event = "retry",
+            request_id = how.request_id.to_str().unwrap_or("-"),
+            upstream = pool.name,
+            url = lease.target().url,
+            result = "sent",
+            "retrying on another target"
+        );
+        // The failed answer is dropped unread.
+        drop(sent);
+        *retried += 1;
+        let again = forward::copy_head(&head);
+        sent = send_on(
+            lease,
+            again,
+            RequestBody::full(bytes.clone()),
+            path.clone(),
+            how,
+            down,
+        )
+        .await;
+    }
+    sent
 }
 
 /// The first attempt of a request that may fall back.
@@ -185,7 +313,20 @@ pub(super) async fn with_fallback(
     let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
     let idempotent = fallback::is_idempotent(&parts.method);
     let started = Instant::now();
-    let sent = attempt(snap, first.upstream, parts, body, first.path, how, down).await;
+    // Retries on the first upstream come before the fallback.
+    let retry_body = again.as_ref().map(|(bytes, _, _)| bytes.clone());
+    let sent = attempt_retrying(
+        snap,
+        first.upstream,
+        parts,
+        body,
+        retry_body,
+        first.path,
+        how,
+        down,
+        &mut log.retries,
+    )
+    .await;
     record(first.shifted, started, &sent);
     if tripped.is_some_and(|t| t.load(Ordering::Acquire)) {
         return Err(ProxyError::BodyTooLarge { limit: max_body });

@@ -9,6 +9,8 @@
 pub mod body;
 pub mod conn;
 pub mod h1;
+pub mod health;
+pub mod probe;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +32,8 @@ pub struct TargetStats {
     pub idle: conn::IdleList,
     /// Kept-alive connections of the lean client (bodiless requests).
     pub raw_idle: h1::RawIdle,
+    /// Whether the target may take traffic: probes' verdict and ejection.
+    pub health: health::Health,
 }
 
 impl TargetStats {
@@ -46,6 +50,8 @@ impl TargetStats {
 #[derive(Debug, Default)]
 pub struct Registry {
     targets: Mutex<HashMap<(String, String), Arc<TargetStats>>>,
+    /// Retry budgets by upstream name: a reload must not refill them.
+    budgets: Mutex<HashMap<String, Arc<health::RetryBudget>>>,
 }
 
 impl Registry {
@@ -63,8 +69,19 @@ impl Registry {
                     requests: AtomicU64::new(0),
                     idle: conn::IdleList::default(),
                     raw_idle: h1::RawIdle::default(),
+                    health: health::Health::new(upstream, url),
                 })
             })
+            .clone()
+    }
+
+    /// The retry budget of `upstream`, created on first use.
+    fn budget(&self, upstream: &str) -> Arc<health::RetryBudget> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(upstream.to_owned())
+            .or_default()
             .clone()
     }
 
@@ -94,6 +111,11 @@ impl Registry {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|k, v| keep.contains(k) || v.in_flight() > 0);
+        drop(map);
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|name, _| live.iter().any(|p| p.name == *name));
     }
 }
 
@@ -115,6 +137,28 @@ pub struct Pool {
     pub host: Option<HeaderValue>,
     /// Round-robin position.
     next: AtomicUsize,
+    /// Passive ejection settings; `None`: failures are counted, never acted on.
+    pub eject: Option<config::Eject>,
+    /// Further attempts on other targets (SPEC 2: idempotent requests, on
+    /// connect failure or 502/503).
+    pub retries: u32,
+    /// Shared with every snapshot's pool of the same name.
+    pub budget: Arc<health::RetryBudget>,
+}
+
+/// Targets a request has been sent to already, by index (bit `i % 64`): a
+/// retry goes to another one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tried(u64);
+
+impl Tried {
+    fn has(self, index: usize) -> bool {
+        self.0 & (1 << (index % 64)) != 0
+    }
+
+    pub fn add(&mut self, lease: &Lease) {
+        self.0 |= 1 << (lease.index % 64);
+    }
 }
 
 impl Pool {
@@ -133,6 +177,9 @@ impl Pool {
             balance: cfg.balance,
             host: cfg.host.clone(),
             next: AtomicUsize::new(0),
+            eject: cfg.eject,
+            retries: cfg.retries,
+            budget: registry.budget(&cfg.name),
         }
     }
 
@@ -140,22 +187,36 @@ impl Pool {
         self.balance
     }
 
-    /// Chooses a target and counts the request as in flight on it until the
-    /// returned lease is dropped. `None` when the pool has no target to offer.
+    /// Chooses an eligible target (not down, not ejected) and counts the
+    /// request as in flight on it until the returned lease is dropped. `None`
+    /// when the pool has no target to offer.
     pub fn pick(self: &Arc<Self>) -> Option<Lease> {
+        self.pick_other(Tried::default())
+    }
+
+    /// [`Pool::pick`] among the targets not in `tried`.
+    pub fn pick_other(self: &Arc<Self>, tried: Tried) -> Option<Lease> {
         let n = self.targets.len();
+        let ok = |i: usize| !tried.has(i) && self.targets[i].stats.health.eligible();
+        // Unavailable targets are stepped over, so the one after a down target
+        // takes its turn as well as its own.
+        let scan = |start: usize| (0..n).map(move |k| (start + k) % n);
+        // A retry does not take a turn of the rotation: it is the same
+        // request, and the next one goes where it would have gone anyway.
+        let turn = || match tried == Tried::default() {
+            true => self.next.fetch_add(1, Ordering::Relaxed),
+            false => self.next.load(Ordering::Relaxed),
+        };
         let index = match (n, self.balance) {
             (0, _) => return None,
-            (1, _) => 0,
-            (_, Balance::RoundRobin) => self.next.fetch_add(1, Ordering::Relaxed) % n,
-            (_, Balance::Random) => fastrand::usize(..n),
+            (1, _) => Some(0).filter(|&i| ok(i))?,
+            (_, Balance::RoundRobin) => scan(turn()).find(|&i| ok(i))?,
+            (_, Balance::Random) => scan(fastrand::usize(..n)).find(|&i| ok(i))?,
             (_, Balance::LeastRequest) => {
                 // Scan from a rotating start so ties spread instead of piling on target 0.
-                let start = self.next.fetch_add(1, Ordering::Relaxed);
-                (0..n)
-                    .map(|i| (start + i) % n)
-                    .min_by_key(|&i| self.targets[i].stats.in_flight())
-                    .unwrap_or(0)
+                scan(turn())
+                    .filter(|&i| ok(i))
+                    .min_by_key(|&i| self.targets[i].stats.in_flight())?
             }
         };
         let stats = &self.targets[index].stats;
@@ -165,6 +226,11 @@ impl Pool {
             pool: Arc::clone(self),
             index,
         })
+    }
+
+    /// Whether a target not in `tried` could take a request now.
+    pub fn has_other(&self, tried: Tried) -> bool {
+        (0..self.targets.len()).any(|i| !tried.has(i) && self.targets[i].stats.health.eligible())
     }
 }
 
@@ -209,6 +275,9 @@ mod tests {
                 .collect(),
             balance,
             host: None,
+            health: None,
+            eject: None,
+            retries: 0,
         };
         Arc::new(Pool::new(&cfg, registry))
     }
@@ -261,5 +330,56 @@ mod tests {
         drop(lease);
         assert_eq!(b.targets[0].stats.in_flight(), 0);
         assert_eq!(b.targets[0].stats.requests(), 1);
+    }
+
+    fn eject_now(p: &Pool, i: usize) {
+        let e = config::Eject {
+            consecutive_failures: 1,
+            duration: std::time::Duration::from_secs(60),
+        };
+        p.targets[i]
+            .stats
+            .health
+            .record(true, Some(&e), health::now_ms(), "test");
+    }
+
+    #[test]
+    fn every_balance_skips_ejected_and_tried_targets() {
+        for balance in [Balance::RoundRobin, Balance::LeastRequest, Balance::Random] {
+            let p = pool(balance, 3, &Registry::default());
+            eject_now(&p, 1);
+            for _ in 0..20 {
+                assert_ne!(p.pick().unwrap().index, 1, "{balance:?}");
+            }
+            let first = p.pick().unwrap();
+            let mut tried = Tried::default();
+            tried.add(&first);
+            let second = p.pick_other(tried).unwrap();
+            assert!(second.index != first.index && second.index != 1);
+            tried.add(&second);
+            assert!(p.pick_other(tried).is_none(), "{balance:?}");
+            assert!(!p.has_other(tried));
+            eject_now(&p, 0);
+            eject_now(&p, 2);
+            assert!(p.pick().is_none(), "{balance:?}: every target ejected");
+        }
+    }
+
+    #[test]
+    fn health_and_budgets_survive_rebuilds() {
+        let registry = Registry::default();
+        let a = pool(Balance::RoundRobin, 2, &registry);
+        eject_now(&a, 0);
+        a.budget.request();
+        let b = pool(Balance::RoundRobin, 2, &registry);
+        assert!(!b.targets[0].stats.health.eligible());
+        assert_eq!(b.budget.totals(), (1, 0));
+        registry.retain(&[]);
+        let c = pool(Balance::RoundRobin, 2, &registry);
+        assert!(
+            c.targets[0].stats.health.eligible(),
+            "a removed target starts afresh"
+        );
+        assert_eq!(c.budget.totals(), (0, 0));
     }
 }

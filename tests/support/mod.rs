@@ -5,6 +5,7 @@
 //! [`process`] runs the real binary as a child.
 #![allow(dead_code)]
 
+pub mod flaky;
 pub mod process;
 pub mod raw;
 
@@ -99,11 +100,14 @@ pub async fn backend(name: &str) -> Server {
         .expect("spawn backend")
 }
 
-/// An address nothing listens on (bound, then closed).
+/// An address nothing listens on: connecting is refused. The port stays
+/// bound (never listening) for the rest of the test process, so that no
+/// backend another test starts in parallel can be given it.
 pub async fn dead_addr() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    drop(l);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let a = socket.local_addr().unwrap();
+    std::mem::forget(socket);
     a
 }
 

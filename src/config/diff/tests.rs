@@ -188,6 +188,20 @@ upstream = "b"
 }
 
 #[test]
+fn health_eject_and_retries_are_named() {
+    let old = "[upstreams.a]\ntargets = [\"http://127.0.0.1:1\"]\nhealth = { path = \"/health\" }\n[default]\nupstream = \"a\"\n";
+    let new = "[upstreams.a]\ntargets = [\"http://127.0.0.1:1\"]\nhealth = { path = \"/ready\", interval = \"500ms\", timeout = \"250ms\" }\neject = { consecutive_failures = 3, for = \"1m30s\" }\nretries = 2\n[default]\nupstream = \"a\"\n";
+    assert_eq!(
+        summary(old, new),
+        [
+            "upstream \"a\": health /health every 2s timeout 1s down after 2 up after 1 -> /ready every 500ms timeout 250ms down after 2 up after 1",
+            "upstream \"a\": eject (none) -> after 3 failures for 1m30s",
+            "upstream \"a\": retries 0 -> 2",
+        ]
+    );
+}
+
+#[test]
 fn default_added_and_removed() {
     let with = "[upstreams.a]\ntargets = [\"http://127.0.0.1:1\"]\n[default]\nupstream = \"a\"\n";
     let without = "[upstreams.a]\ntargets = [\"http://127.0.0.1:1\"]\n";
