@@ -256,6 +256,7 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
             continue;
         }
         let http10 = resp.version == Some(0);
+        let connection = Connection::of(resp.headers);
         // Header values become slices of one copy of the head: a few hundred
         // bytes copied instead of an allocation per value.
         let head_bytes = Bytes::copy_from_slice(&buf[..len]);
@@ -263,6 +264,14 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         // Room for the headers the proxy adds on the way back.
         let mut map = HeaderMap::with_capacity(resp.headers.len() + 4);
         for h in resp.headers.iter() {
+            // Hop-by-hop headers the proxy would only remove again. A
+            // `connection` naming other headers stays, for the proxy's
+            // hop-by-hop rule to remove what it names.
+            if h.name.eq_ignore_ascii_case("keep-alive")
+                || (connection.plain && h.name.eq_ignore_ascii_case("connection"))
+            {
+                continue;
+            }
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
             let start = h.value.as_ptr() as usize - base;
@@ -273,7 +282,11 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Ex
         }
         buf.advance(len);
         let (framing, mut keep_alive) = framing(&map, status, head_request)?;
-        keep_alive &= wants_keep_alive(&map, http10);
+        keep_alive &= if http10 {
+            connection.keep_alive
+        } else {
+            !connection.close
+        };
         let (mut parts, ()) = http::Response::new(()).into_parts();
         parts.status = status;
         parts.version = Version::HTTP_11;
@@ -340,17 +353,33 @@ fn framing(
     Ok((Framing::UntilClose, false))
 }
 
-/// HTTP/1.1 keeps connections unless told `close`; HTTP/1.0 only when told `keep-alive`.
-fn wants_keep_alive(map: &HeaderMap, http10: bool) -> bool {
-    let mut tokens = map
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
-    if http10 {
-        tokens.any(|t| t.eq_ignore_ascii_case(b"keep-alive"))
-    } else {
-        !tokens.any(|t| t.eq_ignore_ascii_case(b"close"))
+/// What the `connection` header(s) of an answer say.
+#[derive(Debug, Default)]
+struct Connection {
+    close: bool,
+    keep_alive: bool,
+    /// Only `close` and `keep-alive` (or no header): nothing else to remove.
+    plain: bool,
+}
+
+impl Connection {
+    fn of(headers: &[httparse::Header<'_>]) -> Connection {
+        let mut c = Connection {
+            plain: true,
+            ..Connection::default()
+        };
+        let values = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"));
+        for token in values.flat_map(|h| h.value.split(|&b| b == b',')) {
+            match token.trim_ascii() {
+                t if t.eq_ignore_ascii_case(b"close") => c.close = true,
+                t if t.eq_ignore_ascii_case(b"keep-alive") => c.keep_alive = true,
+                b"" => {}
+                _ => c.plain = false,
+            }
+        }
+        c
     }
 }
 
@@ -495,107 +524,4 @@ pub enum BodyError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
-        parse_head(&mut BytesMut::from(raw), head_request)
-    }
-
-    #[test]
-    fn encodes_bodiless_requests() {
-        let req = Request::get("http://u:1/a/b?x=1")
-            .header("host", "shop")
-            .header("x-request-id", "abc")
-            .body(())
-            .unwrap();
-        let mut out = Vec::new();
-        encode_head(&req, &mut out);
-        assert_eq!(
-            out,
-            b"GET /a/b?x=1 HTTP/1.1\r\nhost: shop\r\nx-request-id: abc\r\n\r\n"
-        );
-        let post = Request::post("http://u:1/").body(()).unwrap();
-        out.clear();
-        encode_head(&post, &mut out);
-        assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
-    }
-
-    #[test]
-    fn framing_follows_rfc9112() {
-        let f = |raw: &str, head_req: bool| {
-            head(raw, head_req)
-                .map(|h| h.map(|h| (h.framing, h.keep_alive)))
-                .map_err(|e| e.to_string())
-        };
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", false),
-            Ok(Some((Framing::Length(5), true)))
-        );
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
-            Ok(Some((Framing::Done, true)))
-        );
-        assert_eq!(
-            f("HTTP/1.1 204 No Content\r\n\r\n", false),
-            Ok(Some((Framing::Done, true)))
-        );
-        assert_eq!(
-            f(
-                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
-                false
-            ),
-            Ok(Some((Framing::Chunked(Chunk::START), true)))
-        );
-        assert_eq!(
-            f("HTTP/1.1 200 OK\r\n\r\n", false),
-            Ok(Some((Framing::UntilClose, false)))
-        );
-        assert_eq!(
-            f(
-                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
-                false
-            ),
-            Ok(Some((Framing::Length(1), false)))
-        );
-        assert_eq!(
-            f("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false),
-            Ok(Some((Framing::Length(1), false)))
-        );
-        assert_eq!(
-            f(
-                "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 1\r\n\r\n",
-                false
-            ),
-            Ok(Some((Framing::Length(1), true)))
-        );
-        assert_eq!(f("HTTP/1.1 200 OK\r\ncontent-le", false), Ok(None));
-        for bad in [
-            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 1\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-            "HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\n",
-            "HTTP/1.1 101 Switching\r\n\r\n",
-            "HELLO\r\n\r\n",
-        ] {
-            assert!(f(bad, false).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn interim_answers_are_skipped_and_values_kept() {
-        let mut buf = BytesMut::from(
-            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc",
-        );
-        let h = parse_head(&mut buf, false).unwrap().unwrap();
-        assert_eq!(h.parts.status, 200);
-        let values: Vec<&str> = h
-            .parts
-            .headers
-            .get_all("x-a")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(values, ["1", "2"]);
-        assert_eq!(&buf[..], b"abc", "the body stays in the buffer");
-    }
-}
+mod tests;
