@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::pin::Pin;
+use std::task::Poll;
 
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -121,11 +122,29 @@ where
 
 /// Drives `conn` to its end; on shutdown, lets it finish what is in flight
 /// and close when idle (HTTP/2: GOAWAY).
+///
+/// The connection task is polled several times per request. Polling the stop
+/// signal each time would re-register its waker under a lock, so it is polled
+/// once to register, and again only when the signal has changed (an atomic
+/// read of a second receiver); the registration wakes the task on shutdown.
 async fn drive(conn: impl Graceful, stop: &mut watch::Receiver<bool>) -> hyper::Result<()> {
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(stop) => {
+    let changed = stop.clone();
+    let stopping = stopped(stop);
+    tokio::pin!(conn, stopping);
+    let mut armed = false;
+    let ended = std::future::poll_fn(|cx| {
+        if !armed || changed.has_changed().unwrap_or(true) {
+            armed = true;
+            if stopping.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    match ended {
+        Some(r) => r,
+        None => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
