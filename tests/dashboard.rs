@@ -42,28 +42,6 @@ async fn data(admin: SocketAddr) -> Value {
     a.json()
 }
 
-/// Waits until the proxy has counted `n` responses (counted when the body
-/// ends, which the client may see a moment before).
-async fn counted(p: &TestProxy, n: u64) {
-    let total = || -> u64 {
-        p.proxy
-            .traffic
-            .all()
-            .iter()
-            .map(|(_, _, s)| s.totals().count())
-            .sum()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while total() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {n} counted",
-            total()
-        );
-        tokio::task::yield_now().await;
-    }
-}
-
 /// Until the shadow report has compared `n` copies (they finish after the
 /// client's answer).
 async fn compared(p: &TestProxy, n: u64) {

@@ -208,3 +208,25 @@ pub fn is_pattern(data: &[u8], offset: u64) -> bool {
     }
     true
 }
+
+/// Waits until the proxy has counted `n` responses: a response is counted
+/// when its body ends, which the client may see a moment before.
+pub async fn counted(p: &TestProxy, n: u64) {
+    let total = || -> u64 {
+        p.proxy
+            .traffic
+            .all()
+            .iter()
+            .map(|(_, _, s)| s.totals().count())
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while total() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} counted",
+            total()
+        );
+        tokio::task::yield_now().await;
+    }
+}
