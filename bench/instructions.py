@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--routes", type=int, default=0,
                     help="give strangler this many routes, as run.py's `routes` scenario does "
                          "(pair with --path " + "/api/v1/svc7777/items/42, the routed request)")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the callgrind files (printed) for callgrind_annotate")
     ap.add_argument("--strangler-bin", default=os.path.join(HERE, "..", "target", "release", "strangler"))
     args = ap.parse_args()
     for tool in ("valgrind", "nginx", "oha"):
@@ -136,7 +138,10 @@ def main():
     finally:
         origin.send_signal(signal.SIGTERM)
         origin.wait(timeout=10)
-    shutil.rmtree(rundir, ignore_errors=True)
+    if args.keep:
+        print(f"callgrind files kept in {rundir}")
+    else:
+        shutil.rmtree(rundir, ignore_errors=True)
 
 
 if __name__ == "__main__":
