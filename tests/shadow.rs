@@ -312,3 +312,102 @@ shadow = {{ to = "shadow", percent = 100, methods = ["POST"], calibrate = 100 }}
     assert_eq!(primary.requests(), 5, "each POST reached the primary once");
     assert_eq!(shadow.requests(), 5);
 }
+
+#[tokio::test]
+async fn copies_and_client_requests_never_share_an_upstream_connection() {
+    // The shadow thread's connections only make progress while that
+    // low-priority thread runs, so a client request must never be sent on
+    // one. `svc` is both a route's primary and another route's shadow; it
+    // records, per connection, whether copies and client requests came on it.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(bool, bool)>::new()));
+    let record = seen.clone();
+    let svc = legacy_stub::spawn_raw(move |mut s: TcpStream| {
+        let record = record.clone();
+        async move {
+            let slot = {
+                let mut seen = record.lock().unwrap();
+                seen.push((false, false));
+                seen.len() - 1
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let copy = head.contains("\r\nx-strangler-shadow: 1");
+                {
+                    let mut seen = record.lock().unwrap();
+                    if copy {
+                        seen[slot].1 = true;
+                    } else {
+                        seen[slot].0 = true;
+                    }
+                }
+                buf.drain(..end + 4);
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                if s.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let main = backend("main").await;
+    let p = start(&format!(
+        r#"[server]
+admin = "127.0.0.1:0"
+[upstreams.main]
+targets = ["{}"]
+[upstreams.svc]
+targets = ["{}"]
+[[routes]]
+name = "direct"
+prefix = "/direct"
+upstream = "svc"
+[[routes]]
+name = "mirrored"
+prefix = "/echo"
+upstream = "main"
+shadow = {{ to = "svc", percent = 100 }}
+"#,
+        main.url(),
+        svc.url()
+    ))
+    .await;
+    let rounds = 4;
+    let width = 16;
+    for _ in 0..rounds {
+        let mut sent = Vec::new();
+        for i in 0..width {
+            sent.push(tokio::spawn(get_owned(p.url(&format!("/direct/{i}")))));
+            sent.push(tokio::spawn(get_owned(p.url(&format!("/echo/{i}")))));
+        }
+        for s in sent {
+            assert_eq!(s.await.unwrap(), 200);
+        }
+    }
+    let admin = p.admin.unwrap();
+    report_until(admin, "mirrored", |r| total(r) >= (rounds * width) as u64).await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|c| c.0),
+        "client requests reached svc: {seen:?}"
+    );
+    assert!(seen.iter().any(|c| c.1), "copies reached svc: {seen:?}");
+    assert!(
+        seen.iter().all(|c| !(c.0 && c.1)),
+        "a connection carried both copies and client requests: {seen:?}"
+    );
+}
+
+async fn get_owned(url: String) -> u16 {
+    get(&url).await.status.as_u16()
+}

@@ -460,17 +460,24 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
     .map_err(|_| LegFailure::Failed)?;
     let started = tokio::time::Instant::now();
     let connect_timeout = call.snap.config.server.connect_timeout;
-    let resp = crate::proxy::forward::send(&lease, req, false, timeout, connect_timeout)
-        .await
-        .map_err(|e| match e {
-            crate::proxy::ProxyError::Timeout { .. } => LegFailure::Timeout(timeout),
-            // A timeout, like a plain route's 504, whichever clock ran out.
-            crate::proxy::ProxyError::ConnectTimeout { .. } => {
-                LegFailure::Timeout(connect_timeout.min(timeout))
-            }
-            crate::proxy::ProxyError::Connect { .. } => LegFailure::Unreachable,
-            _ => LegFailure::Failed,
-        })?;
+    let resp = crate::proxy::forward::send(
+        &lease,
+        crate::upstream::Lane::Client,
+        req,
+        false,
+        timeout,
+        connect_timeout,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::proxy::ProxyError::Timeout { .. } => LegFailure::Timeout(timeout),
+        // A timeout, like a plain route's 504, whichever clock ran out.
+        crate::proxy::ProxyError::ConnectTimeout { .. } => {
+            LegFailure::Timeout(connect_timeout.min(timeout))
+        }
+        crate::proxy::ProxyError::Connect { .. } => LegFailure::Unreachable,
+        _ => LegFailure::Failed,
+    })?;
     let status = resp.status().as_u16();
     if !resp.status().is_success() {
         return Err(LegFailure::Status(status));

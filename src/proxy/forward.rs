@@ -20,7 +20,7 @@ use crate::fallback::Held;
 use crate::upstream::body::UpstreamBody;
 use crate::upstream::conn::{self, SendError};
 use crate::upstream::h1::{self, RawConn};
-use crate::upstream::{Lease, Target};
+use crate::upstream::{Home, Lane, Lease, Target};
 
 /// Where and how to send.
 pub struct Outbound<'a> {
@@ -130,9 +130,11 @@ pub fn build(
 /// head arrives; connecting has its own `connect_timeout` inside it.
 ///
 /// Bodiless requests take the lean client ([`h1`]); requests with a body and
-/// upgrades take hyper's.
+/// upgrades take hyper's. Kept-alive connections are taken from and given
+/// back to `lane`'s: the thread sending must be the lane's.
 pub async fn send(
     lease: &Lease,
+    lane: Lane,
     req: Request<RequestBody>,
     upgrade: bool,
     timeout: Duration,
@@ -140,13 +142,21 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let upstream = &lease.pool().name;
     let target = lease.target();
+    let home = Home {
+        stats: target.stats.clone(),
+        lane,
+    };
     // A future is as large as its largest state, and the common path's future
     // is moved with every request: the bodiless exchange is encoded before
     // it starts so its future never holds the request, and the rarer paths
     // are boxed.
     let exchanged = if !upgrade && req.body().is_end_stream() {
         let bodiless = Bodiless::encode(req);
-        tokio::time::timeout(timeout, send_bodiless(target, bodiless, connect_timeout)).await
+        tokio::time::timeout(
+            timeout,
+            send_bodiless(target, home, bodiless, connect_timeout),
+        )
+        .await
     } else {
         let exchange = async move {
             if upgrade {
@@ -154,7 +164,7 @@ pub async fn send(
                     conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
                 return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
             }
-            send_with_body(target, req, connect_timeout).await
+            send_with_body(target, home, req, connect_timeout).await
         };
         tokio::time::timeout(timeout, Box::pin(exchange)).await
     };
@@ -216,11 +226,12 @@ impl Bodiless {
 
 async fn send_bodiless(
     target: &Target,
+    home: Home,
     req: Bodiless,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let authority = target.authority.as_str();
-    let (mut raw, reused) = match target.stats.raw_idle.take() {
+    let (mut raw, reused) = match home.kept().raw.take() {
         Some(c) => (c, true),
         None => (
             Box::pin(RawConn::connect(authority, connect_timeout)).await?,
@@ -238,17 +249,18 @@ async fn send_bodiless(
         }
         Err(e) => return Err(e.into()),
     };
-    let (parts, body) = h1::RawBody::new(raw, answer, target.stats.clone());
+    let (parts, body) = h1::RawBody::new(raw, answer, home);
     Ok(Response::from_parts(parts, UpstreamBody::Raw(body)))
 }
 
 async fn send_with_body(
     target: &Target,
+    home: Home,
     req: Request<RequestBody>,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let authority = target.authority.as_str();
-    let mut active = conn::checkout(&target.stats.idle, authority, connect_timeout).await?;
+    let mut active = conn::checkout(&home.kept().hyper, authority, connect_timeout).await?;
     let response = match active.send(req).await {
         Ok(r) => r,
         Err(mut e) => match e.take_message() {
@@ -264,7 +276,7 @@ async fn send_with_body(
             _ => return Err(SendError::Http(e.into_error())),
         },
     };
-    let driver = active.into_driver(target.stats.clone());
+    let driver = active.into_driver(home);
     Ok(response.map(|b| UpstreamBody::Hyper(b, Some(driver))))
 }
 

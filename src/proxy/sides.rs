@@ -159,7 +159,15 @@ async fn send_on(
         },
         down,
     )?;
-    let resp = forward::send(&lease, req, how.upgrade, how.timeout, how.connect_timeout).await?;
+    let resp = forward::send(
+        &lease,
+        crate::upstream::Lane::Client,
+        req,
+        how.upgrade,
+        how.timeout,
+        how.connect_timeout,
+    )
+    .await?;
     Ok((resp, lease))
 }
 

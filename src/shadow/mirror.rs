@@ -6,10 +6,10 @@
 //! of the same service (noise).
 //!
 //! The client never waits for, sees or suffers from any of it: the copies run
-//! in a task of their own, the primary answer streams to the client as
-//! always (a [`PrimaryCopy`] tee keeps at most [`MAX_BODY`] of it), and when
-//! too many comparisons are in flight a copy is not sent at all and counts as
-//! skipped. Memory is bounded by [`MAX_IN_FLIGHT`] × three bodies of at most
+//! on the low-priority shadow thread ([`super::lane`]), the primary answer
+//! streams to the client as always (a [`PrimaryCopy`] tee keeps at most
+//! [`MAX_BODY`] of it), and when too many comparisons are in flight a copy is
+//! not sent at all and counts as skipped. Memory is bounded by [`MAX_IN_FLIGHT`] × three bodies of at most
 //! [`MAX_BODY`].
 
 use std::sync::Arc;
@@ -22,10 +22,12 @@ use http::{HeaderMap, Method, Request};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::compare::{self, Difference};
+use super::lane::ShadowThread;
 use crate::config::Shadow;
 use crate::proxy::Downstream;
 use crate::proxy::body::{RequestBody, Tee};
 use crate::snapshot::Snapshot;
+use crate::upstream::Lane;
 use crate::upstream::body::{ReadError, read_bounded};
 
 /// Largest answer (either side) compared; a larger one is skipped.
@@ -49,23 +51,19 @@ pub trait Sink: Send + Sync + 'static {
     fn skipped(&self);
 }
 
-/// Per-proxy limits shared by every mirrored request.
+/// Per-proxy limits shared by every mirrored request, and the thread the
+/// copies run on.
 #[derive(Debug, Clone)]
 pub struct Limits {
     permits: Arc<Semaphore>,
-    /// One comparison at a time. A slow shadow's answers tend to arrive
-    /// together; compared back to back they would hold the proxy's thread
-    /// ahead of every client request queued meanwhile. Taking turns, each
-    /// comparison waits behind the work already queued, so a client request
-    /// waits for at most one comparison.
-    turn: Arc<Semaphore>,
+    thread: Arc<ShadowThread>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            turn: Arc::new(Semaphore::new(1)),
+            thread: Arc::default(),
         }
     }
 }
@@ -145,11 +143,13 @@ pub fn start(
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.to_string()),
-        sink,
-        turn: limits.turn.clone(),
+        sink: sink.clone(),
         _permit: permit,
     };
-    tokio::spawn(job.run());
+    if !limits.thread.spawn(job.run()) {
+        sink.skipped();
+        return None;
+    }
     Some(PrimaryCopy {
         head: None,
         body: BytesMut::new(),
@@ -222,7 +222,6 @@ struct Job {
     method: String,
     path: String,
     sink: Arc<dyn Sink>,
-    turn: Arc<Semaphore>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -242,11 +241,6 @@ impl Job {
             Ok(Ok(Ok(read))) => read,
             _ => return self.sink.skipped(),
         };
-        // See `Limits::turn`. The semaphore is never closed.
-        let Ok(_turn) = self.turn.acquire().await else {
-            return self.sink.skipped();
-        };
-        tokio::task::yield_now().await;
         if let Some(Ok(second)) = &again {
             let noise = compare::compare(
                 &answer(&primary),
@@ -273,7 +267,7 @@ impl Job {
 }
 
 async fn fetch(p: Prepared, timeout: Duration, connect: Duration) -> Result<Read, Unread> {
-    let resp = crate::proxy::forward::send(&p.lease, p.req, false, timeout, connect)
+    let resp = crate::proxy::forward::send(&p.lease, Lane::Shadow, p.req, false, timeout, connect)
         .await
         .map_err(|_| Unread::Failed)?;
     let (parts, body) = resp.into_parts();

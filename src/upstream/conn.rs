@@ -257,7 +257,7 @@ impl Active {
     }
 
     /// The connection, to be driven by the response body from now on.
-    pub fn into_driver(self, home: std::sync::Arc<super::TargetStats>) -> Driver {
+    pub fn into_driver(self, home: super::Home) -> Driver {
         Driver {
             sender: self.sender,
             conn: self.conn,
@@ -272,7 +272,7 @@ impl Active {
 pub struct Driver {
     sender: http1::SendRequest<RequestBody>,
     conn: Box<Conn>,
-    home: std::sync::Arc<super::TargetStats>,
+    home: super::Home,
     finished: bool,
 }
 
@@ -288,7 +288,7 @@ impl Driver {
     pub fn release(mut self, cx: &mut Context<'_>) {
         self.drive(cx);
         if !self.finished && self.sender.is_ready() {
-            self.home.idle.put(self.sender, self.conn);
+            self.home.kept().hyper.put(self.sender, self.conn);
         }
     }
 }

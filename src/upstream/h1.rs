@@ -15,7 +15,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
 
 use std::time::Duration;
@@ -28,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::TargetStats;
+use super::Home;
 use super::conn::{IDLE_TIMEOUT, MAX_IDLE_PER_TARGET};
 use crate::chunked::{self, Chunk};
 
@@ -390,12 +390,12 @@ pub struct RawBody {
     conn: Option<RawConn>,
     framing: Framing,
     keep_alive: bool,
-    home: Arc<TargetStats>,
+    home: Home,
 }
 
 impl RawBody {
     /// Splits a response into its head and its body, read off `conn`.
-    pub fn new(conn: RawConn, head: Head, home: Arc<TargetStats>) -> (response::Parts, RawBody) {
+    pub fn new(conn: RawConn, head: Head, home: Home) -> (response::Parts, RawBody) {
         let mut body = RawBody {
             conn: Some(conn),
             framing: head.framing,
@@ -419,7 +419,7 @@ impl RawBody {
                 // Don't keep a streaming-sized buffer on an idle connection.
                 conn.buf = BytesMut::with_capacity(IDLE_BUF);
             }
-            self.home.raw_idle.put(conn);
+            self.home.kept().raw.put(conn);
         }
     }
 

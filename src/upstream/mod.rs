@@ -28,10 +28,8 @@ pub struct TargetStats {
     in_flight: AtomicUsize,
     /// Requests ever sent.
     requests: AtomicU64,
-    /// Kept-alive hyper connections (requests with bodies) waiting for the next request.
-    pub idle: conn::IdleList,
-    /// Kept-alive connections of the lean client (bodiless requests).
-    pub raw_idle: h1::RawIdle,
+    /// Kept-alive connections, one set per [`Lane`].
+    kept: [Kept; 2],
     /// Whether the target may take traffic: probes' verdict and ejection.
     pub health: health::Health,
 }
@@ -44,6 +42,47 @@ impl TargetStats {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
+
+    /// The kept-alive connections requests on `lane` take and give back.
+    pub fn kept(&self, lane: Lane) -> &Kept {
+        &self.kept[lane as usize]
+    }
+}
+
+/// Which thread a request to an upstream runs on. A connection is registered
+/// with the I/O driver of the thread that opened it and only makes progress
+/// while that thread runs, so each lane keeps connections of its own: a
+/// client request must never wait on a connection the (low-priority) shadow
+/// thread opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The proxy's workers: client requests, fallbacks, composition.
+    Client = 0,
+    /// The shadow thread: mirrored copies and calibration requests.
+    Shadow = 1,
+}
+
+/// Where a connection goes back to when its request is done: its target's
+/// kept-alive connections of the lane that opened it.
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub stats: Arc<TargetStats>,
+    pub lane: Lane,
+}
+
+impl Home {
+    pub fn kept(&self) -> &Kept {
+        self.stats.kept(self.lane)
+    }
+}
+
+/// One lane's kept-alive connections to a target.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// hyper connections (requests with bodies) waiting for the next request.
+    pub hyper: conn::IdleList,
+    /// Connections of the lean client (bodiless requests).
+    pub raw: h1::RawIdle,
 }
 
 /// Where per-target counters live across reloads.
@@ -67,8 +106,7 @@ impl Registry {
                 Arc::new(TargetStats {
                     in_flight: AtomicUsize::new(0),
                     requests: AtomicU64::new(0),
-                    idle: conn::IdleList::default(),
-                    raw_idle: h1::RawIdle::default(),
+                    kept: Default::default(),
                     health: health::Health::new(upstream, url),
                 })
             })
@@ -95,8 +133,10 @@ impl Registry {
             .cloned()
             .collect();
         for t in targets {
-            t.idle.sweep();
-            t.raw_idle.sweep();
+            for kept in &t.kept {
+                kept.hyper.sweep();
+                kept.raw.sweep();
+            }
         }
     }
 

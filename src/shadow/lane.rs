@@ -1,0 +1,140 @@
+//! The shadow thread: where mirrored copies are sent, read and compared.
+//!
+//! SPEC 2.4 says the shadow never delays the client's answer. On the proxy's
+//! own threads it would: every copy costs about what the client's request
+//! does (a second upstream exchange, then a comparison), and a client request
+//! that arrives meanwhile waits in the run queue behind it. So the copies run
+//! on one thread of their own, at the lowest CPU priority (nice 19): the
+//! kernel runs it when the proxy's workers have nothing to do and takes the
+//! CPU back as soon as a client request wakes them. When the proxy is busy
+//! enough that no CPU is left over, copies wait, the in-flight limit fills,
+//! and further copies are skipped and counted, rather than taking time from
+//! clients.
+//!
+//! The thread is started by the first copy, so a config without shadows costs
+//! nothing, and it ends when the proxy is dropped. Upstream connections it
+//! opens are kept apart from the workers' ([`Lane::Shadow`]).
+//!
+//! [`Lane::Shadow`]: crate::upstream::Lane::Shadow
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+/// The shadow thread, started on first use.
+#[derive(Debug, Default)]
+pub struct ShadowThread {
+    started: OnceLock<Option<Running>>,
+}
+
+#[derive(Debug)]
+struct Running {
+    handle: Handle,
+    /// Dropped with the proxy: the thread's runtime then stops, ending
+    /// whatever copies are still in flight.
+    _stop: oneshot::Sender<()>,
+}
+
+impl ShadowThread {
+    /// Runs `job` on the shadow thread; false (the job dropped) when the
+    /// thread could not be started.
+    pub fn spawn<F>(&self, job: F) -> bool
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self.started.get_or_init(start) {
+            Some(running) => {
+                running.handle.spawn(job);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn start() -> Option<Running> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(event = "shadow_thread_failed", error = %e, "cannot start the shadow thread; copies are skipped");
+            return None;
+        }
+    };
+    let handle = rt.handle().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("strangler-shadow".into())
+        .spawn(move || {
+            lower_priority();
+            // Err when the sender is dropped: the proxy is gone.
+            let _ = rt.block_on(stopped);
+        });
+    match spawned {
+        Ok(_) => Some(Running {
+            handle,
+            _stop: stop,
+        }),
+        Err(e) => {
+            tracing::error!(event = "shadow_thread_failed", error = %e, "cannot start the shadow thread; copies are skipped");
+            None
+        }
+    }
+}
+
+/// Nice 19 for the calling thread only (on Linux the nice value is per
+/// thread). Lowering one's own priority needs no privilege; if it fails
+/// anyway the copies still run, at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::warn!(event = "shadow_thread_priority", error = %e, "cannot lower the shadow thread's priority; copies compete with client requests for CPU");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_run_on_a_thread_of_their_own_at_low_priority() {
+        let lane = ShadowThread::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        assert!(lane.spawn(async move {
+            let name = std::thread::current().name().map(str::to_owned);
+            #[cfg(target_os = "linux")]
+            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
+            #[cfg(not(target_os = "linux"))]
+            let nice: Option<i32> = None;
+            let _ = tx.send((name, nice));
+        }));
+        let (name, nice) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the job ran");
+        assert_eq!(name.as_deref(), Some("strangler-shadow"));
+        #[cfg(target_os = "linux")]
+        assert_eq!(nice, Some(19));
+        let _ = nice;
+    }
+
+    #[test]
+    fn the_thread_ends_with_its_owner() {
+        let lane = ShadowThread::default();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // A job that never finishes holds `tx` until its runtime is dropped.
+        assert!(lane.spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        }));
+        drop(lane);
+        // The sender is dropped once the runtime stops and drops the job.
+        assert!(matches!(
+            rx.recv_timeout(std::time::Duration::from_secs(10)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        ));
+    }
+}
