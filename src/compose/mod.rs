@@ -454,8 +454,9 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
             client_host: call.client_host.clone(),
             request_id: call.request_id,
             upgrade: false,
+            client_ip: &call.down.client_ip,
+            scheme: call.down.scheme,
         },
-        call.down,
     )
     .map_err(|_| LegFailure::Failed)?;
     let started = tokio::time::Instant::now();

@@ -12,7 +12,6 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 
-use super::Downstream;
 use super::body::{BoxError, ClientBody, RequestBody};
 use super::error::ProxyError;
 use super::headers;
@@ -31,6 +30,10 @@ pub struct Outbound<'a> {
     pub client_host: Option<HeaderValue>,
     pub request_id: &'a HeaderValue,
     pub upgrade: bool,
+    /// The client's address, for `x-forwarded-for`.
+    pub client_ip: &'a HeaderValue,
+    /// What `x-forwarded-proto` says.
+    pub scheme: &'static str,
 }
 
 /// The client's body as it goes upstream, and the flag it sets if it passes
@@ -84,7 +87,6 @@ pub fn build(
     mut parts: Parts,
     body: RequestBody,
     out: Outbound<'_>,
-    down: &Downstream,
 ) -> Result<Request<RequestBody>, ProxyError> {
     let target = out.lease.target();
 
@@ -115,8 +117,8 @@ pub fn build(
     }
     headers::add_forwarded(
         &mut parts.headers,
-        &down.client_ip,
-        down.scheme,
+        out.client_ip,
+        out.scheme,
         out.client_host.as_ref(),
     );
     parts

@@ -156,8 +156,9 @@ async fn send_on(
             client_host: how.client_host.clone(),
             request_id: how.request_id,
             upgrade: how.upgrade,
+            client_ip: &down.client_ip,
+            scheme: down.scheme,
         },
-        down,
     )?;
     let resp = forward::send(
         &lease,

@@ -4,9 +4,11 @@
 //! own threads it would: every copy costs about what the client's request
 //! does (a second upstream exchange, then a comparison), and a client request
 //! that arrives meanwhile waits in the run queue behind it. So the copies run
-//! on one thread of their own, at the lowest CPU priority (nice 19): the
-//! kernel runs it when the proxy's workers have nothing to do and takes the
-//! CPU back as soon as a client request wakes them. When the proxy is busy
+//! on one thread of their own, in Linux's `SCHED_IDLE` class: the kernel runs
+//! it when the proxy's workers have nothing to do and hands the CPU back the
+//! moment a client request wakes one of them. (Nice 19 is not enough: the
+//! scheduler may let a running nice-19 thread finish its time slice, a
+//! millisecond or more, before the woken worker gets the CPU.) When the proxy is busy
 //! enough that no CPU is left over, copies wait, the in-flight limit fills,
 //! and further copies are skipped and counted, rather than taking time from
 //! clients.
@@ -86,13 +88,22 @@ fn start() -> Option<Running> {
     }
 }
 
-/// Nice 19 for the calling thread only (on Linux the nice value is per
-/// thread). Lowering one's own priority needs no privilege; if it fails
-/// anyway the copies still run, at normal priority.
+/// `SCHED_IDLE` for the calling thread only. Lowering one's own priority
+/// needs no privilege; if it fails anyway the copies still run, at normal
+/// priority. Other systems: normal priority.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::warn!(event = "shadow_thread_priority", error = %e, "cannot lower the shadow thread's priority; copies compete with client requests for CPU");
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        if let Err(e) =
+            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
+        {
+            tracing::warn!(event = "shadow_thread_priority", error = %e, "cannot lower the shadow thread's priority; copies compete with client requests for CPU");
+        }
     }
 }
 
@@ -107,18 +118,19 @@ mod tests {
         assert!(lane.spawn(async move {
             let name = std::thread::current().name().map(str::to_owned);
             #[cfg(target_os = "linux")]
-            let nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).ok();
+            let idle = thread_priority::thread_schedule_policy().ok()
+                == Some(thread_priority::ThreadSchedulePolicy::Normal(
+                    thread_priority::NormalThreadSchedulePolicy::Idle,
+                ));
             #[cfg(not(target_os = "linux"))]
-            let nice: Option<i32> = None;
-            let _ = tx.send((name, nice));
+            let idle = true;
+            let _ = tx.send((name, idle));
         }));
-        let (name, nice) = rx
+        let (name, idle) = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("the job ran");
         assert_eq!(name.as_deref(), Some("strangler-shadow"));
-        #[cfg(target_os = "linux")]
-        assert_eq!(nice, Some(19));
-        let _ = nice;
+        assert!(idle, "the shadow thread runs in SCHED_IDLE");
     }
 
     #[test]

@@ -103,13 +103,16 @@ pub struct Copy<'a> {
 
 /// Starts the copies of one request; the returned tee must see the primary
 /// answer. `None` (counted as skipped) when nothing was sent.
+///
+/// Only what the copies need is taken here, on the client's thread; the
+/// copies' requests are built, sent and compared on the shadow thread.
 pub fn start(
     shadow: &Shadow,
     copy: Copy<'_>,
     limits: &Limits,
     sink: Arc<dyn Sink>,
 ) -> Option<PrimaryCopy> {
-    let Some(body) = copy.body.clone() else {
+    let Some(body) = copy.body else {
         sink.skipped();
         return None;
     };
@@ -117,32 +120,30 @@ pub fn start(
         sink.skipped();
         return None;
     };
-    let shadow_req = prepare(&copy, shadow.to, body.clone());
     // A second copy to the primary is only ever sent for a method that is
     // safe to send twice: a calibrated POST would act twice on the real thing.
     let calibrate = (shadow.calibrate_basis_points > 0
         && crate::fallback::is_idempotent(&copy.head.method)
         && fastrand::u16(..crate::shift::BUCKETS) < shadow.calibrate_basis_points)
-        .then(|| prepare(&copy, copy.primary, body));
-    let (Some(shadow_req), calibrate) = (shadow_req, calibrate) else {
-        sink.skipped();
-        return None;
-    };
+        .then_some(copy.primary);
     let (tx, rx) = oneshot::channel();
     let job = Job {
-        snap: copy.snap,
-        shadow: shadow_req,
-        calibrate: calibrate.flatten(),
+        request: Owned {
+            snap: copy.snap,
+            head: crate::proxy::forward::copy_head(copy.head),
+            body,
+            path: copy.path,
+            client_host: copy.client_host,
+            request_id: copy.request_id.clone(),
+            client_ip: copy.down.client_ip.clone(),
+            scheme: copy.down.scheme,
+        },
+        to: shadow.to,
+        calibrate,
         primary: rx,
         timeout: copy.timeout,
         compare_headers: shadow.compare_headers.clone(),
         ignore: shadow.ignore.clone(),
-        method: copy.head.method.to_string(),
-        path: copy
-            .head
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
         sink: sink.clone(),
         _permit: permit,
     };
@@ -158,31 +159,48 @@ pub fn start(
     })
 }
 
+/// The client's request as the copies are built from it.
+struct Owned {
+    snap: Arc<Snapshot>,
+    /// A copy of the client's head (hop-by-hop headers still in).
+    head: Parts,
+    body: Bytes,
+    /// The upstream path (after rewrite), query included.
+    path: String,
+    client_host: Option<HeaderValue>,
+    request_id: HeaderValue,
+    client_ip: HeaderValue,
+    scheme: &'static str,
+}
+
 /// A request ready to send to one upstream, with the target it is for.
 struct Prepared {
     req: Request<RequestBody>,
     lease: crate::upstream::Lease,
 }
 
-fn prepare(copy: &Copy<'_>, upstream: usize, body: Bytes) -> Option<Prepared> {
-    let pool = &copy.snap.pools[upstream];
+/// The copy of `request` for `upstream`; `None` when the upstream has no
+/// target to take it or the request cannot be forwarded.
+fn prepare(request: &Owned, upstream: usize) -> Option<Prepared> {
+    let pool = &request.snap.pools[upstream];
     let lease = pool.pick()?;
-    let mut parts = crate::proxy::forward::copy_head(copy.head);
+    let mut parts = crate::proxy::forward::copy_head(&request.head);
     parts.uri = http::Uri::from_static("/");
     parts
         .headers
         .insert(X_STRANGLER_SHADOW, HeaderValue::from_static("1"));
     let req = crate::proxy::forward::build(
         parts,
-        RequestBody::full(body),
+        RequestBody::full(request.body.clone()),
         crate::proxy::forward::Outbound {
             lease: &lease,
-            path: copy.path.clone(),
-            client_host: copy.client_host.clone(),
-            request_id: copy.request_id,
+            path: request.path.clone(),
+            client_host: request.client_host.clone(),
+            request_id: &request.request_id,
             upgrade: false,
+            client_ip: &request.client_ip,
+            scheme: request.scheme,
         },
-        copy.down,
     )
     .ok()?;
     Some(Prepared { req, lease })
@@ -212,25 +230,29 @@ enum Unread {
 }
 
 struct Job {
-    snap: Arc<Snapshot>,
-    shadow: Prepared,
-    calibrate: Option<Prepared>,
+    request: Owned,
+    /// The shadow's upstream.
+    to: usize,
+    /// The primary's upstream, when this copy is calibrated.
+    calibrate: Option<usize>,
     primary: oneshot::Receiver<Result<Read, Unread>>,
     timeout: Duration,
     compare_headers: Vec<HeaderName>,
     ignore: compare::Ignore,
-    method: String,
-    path: String,
     sink: Arc<dyn Sink>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Job {
     async fn run(self) {
-        let connect = self.snap.config.server.connect_timeout;
-        let shadow = fetch(self.shadow, self.timeout, connect);
+        let Some(shadow) = prepare(&self.request, self.to) else {
+            return self.sink.skipped();
+        };
+        let calibrate = self.calibrate.and_then(|u| prepare(&self.request, u));
+        let connect = self.request.snap.config.server.connect_timeout;
+        let shadow = fetch(shadow, self.timeout, connect);
         let again = async {
-            match self.calibrate {
+            match calibrate {
                 Some(p) => Some(fetch(p, self.timeout, connect).await),
                 None => None,
             }
@@ -258,7 +280,9 @@ impl Job {
                     &self.compare_headers,
                     &self.ignore,
                 );
-                self.sink.compared(&diffs, &self.method, &self.path);
+                let head = &self.request.head;
+                let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+                self.sink.compared(&diffs, head.method.as_str(), path);
             }
             Err(Unread::TooLarge) => self.sink.skipped(),
             Err(Unread::Failed) => self.sink.error(),
