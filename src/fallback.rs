@@ -19,9 +19,9 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::proxy::ProxyError;
+use crate::proxy::body::Inbound;
 
 /// The largest request body held so it can be sent a second time.
 pub const REPLAY_LIMIT: u64 = 64 * 1024;
@@ -87,13 +87,13 @@ pub enum Held {
     Whole(Bytes),
     /// The body is larger than [`REPLAY_LIMIT`]: `read` is what was read to
     /// find out, `rest` the remainder, still streaming. Not replayable.
-    TooLarge { read: Bytes, rest: Option<Incoming> },
+    TooLarge { read: Bytes, rest: Option<Inbound> },
 }
 
 /// [`hold`], for a body that may be empty (no read at all then).
 pub async fn hold_body(
     headers: &HeaderMap,
-    body: Incoming,
+    body: Inbound,
     max_body: u64,
 ) -> Result<Held, ProxyError> {
     if http_body::Body::is_end_stream(&body) {
@@ -108,7 +108,7 @@ pub async fn hold_body(
 /// as it streams.
 pub async fn hold(
     headers: &HeaderMap,
-    mut body: Incoming,
+    mut body: Inbound,
     max_body: u64,
 ) -> Result<Held, ProxyError> {
     let declared = headers

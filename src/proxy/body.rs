@@ -10,11 +10,48 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::upstream::body::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's request body as a server hands it to the journey: hyper's
+/// (HTTP/2, and HTTP/1.1 requests with a body or an upgrade), or none (a
+/// bodiless HTTP/1.1 request read by [`crate::server::lean`]).
+#[derive(Debug)]
+pub enum Inbound {
+    Hyper(hyper::body::Incoming),
+    Empty,
+}
+
+impl Body for Inbound {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Inbound::Hyper(b) => Pin::new(b).poll_frame(cx),
+            Inbound::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Inbound::Hyper(b) => b.is_end_stream(),
+            Inbound::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Inbound::Hyper(b) => b.size_hint(),
+            Inbound::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
 
 /// The client's body going upstream, counted against `max_request_body`.
 ///
@@ -27,7 +64,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct RequestBody {
     /// Bytes already read from the client, sent before the rest of `inner`.
     held: Option<Bytes>,
-    inner: Option<Incoming>,
+    inner: Option<Inbound>,
     limit: u64,
     seen: u64,
     tripped: Option<Arc<AtomicBool>>,
@@ -52,7 +89,7 @@ impl RequestBody {
     }
 
     /// Streams `inner`; when `tripped` is given, the limit is enforced while streaming.
-    pub fn streaming(inner: Incoming, limit: u64, tripped: Option<Arc<AtomicBool>>) -> Self {
+    pub fn streaming(inner: Inbound, limit: u64, tripped: Option<Arc<AtomicBool>>) -> Self {
         RequestBody {
             held: None,
             inner: Some(inner),
@@ -77,7 +114,7 @@ impl RequestBody {
     /// counted against `limit` from the first held byte.
     pub fn resumed(
         held: Bytes,
-        inner: Incoming,
+        inner: Inbound,
         limit: u64,
         tripped: Option<Arc<AtomicBool>>,
     ) -> Self {
@@ -165,7 +202,7 @@ pub trait Tee: Send + Sync + 'static {
 /// The client's request body as the journey holds it: still streaming, or
 /// read (up to [`crate::fallback::REPLAY_LIMIT`]) so it can be sent twice.
 pub enum ClientBody {
-    Streaming(Incoming),
+    Streaming(Inbound),
     Held(crate::fallback::Held),
 }
 

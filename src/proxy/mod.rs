@@ -25,7 +25,6 @@ use std::sync::atomic::Ordering;
 
 use arc_swap::ArcSwap;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -36,7 +35,7 @@ use crate::shift::Side;
 use crate::shift::state::ShiftStates;
 use crate::snapshot::Snapshot;
 use crate::upstream::{Lease, Registry};
-use body::{OnComplete, ResponseBody};
+use body::{Inbound, OnComplete, ResponseBody};
 pub use error::ProxyError;
 use sides::{
     First, How, Mirrored, attempt, attempt_retrying, composite, hold_for_retry, mirror, pick_side,
@@ -134,11 +133,7 @@ impl Proxy {
     }
 
     /// Serves one request, never failing: errors become problem+json answers.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        down: &Downstream,
-    ) -> Response<ResponseBody> {
+    pub async fn handle(&self, req: Request<Inbound>, down: &Downstream) -> Response<ResponseBody> {
         let number = down.shared.begin();
         let snap = self.snapshot.load_full();
         let request_id = headers::request_id(req.headers());
@@ -180,7 +175,7 @@ impl Proxy {
     async fn journey(
         &self,
         snap: &Snapshot,
-        mut req: Request<Incoming>,
+        mut req: Request<Inbound>,
         down: &Downstream,
         number: u32,
         request_id: &HeaderValue,
@@ -461,7 +456,7 @@ async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
 
 /// Phase 1: what must be refused before anything is sent upstream.
 fn accept(
-    req: &Request<Incoming>,
+    req: &Request<Inbound>,
     down: &Downstream,
     number: u32,
     max_body: u64,
@@ -514,7 +509,7 @@ fn accept(
 
 /// The host the client asked for: the authority of an absolute-form or
 /// HTTP/2 request target, else the Host header (RFC 9112 section 3.2.2).
-fn client_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn client_host(req: &Request<Inbound>) -> Option<HeaderValue> {
     match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
         None => req.headers().get(header::HOST).cloned(),

@@ -6,10 +6,9 @@
 use std::sync::atomic::Ordering;
 
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use super::body::{ClientBody, RequestBody, ResponseBody};
+use super::body::{ClientBody, Inbound, RequestBody, ResponseBody};
 use super::{Completion, Downstream, ProxyError, forward};
 use crate::fallback;
 use crate::shift::state::ShiftState;
@@ -25,7 +24,7 @@ pub(super) async fn composite(
     snap: &Snapshot,
     route: &crate::config::Route,
     params: &[(&str, String)],
-    req: Request<Incoming>,
+    req: Request<Inbound>,
     client_host: Option<HeaderValue>,
     request_id: &HeaderValue,
     down: &Downstream,
@@ -81,7 +80,7 @@ pub(super) struct Shifted<'s> {
 pub(super) fn pick_side<'s>(
     snap: &'s Snapshot,
     route: usize,
-    req: &Request<Incoming>,
+    req: &Request<Inbound>,
     down: &Downstream,
 ) -> Option<Shifted<'s>> {
     let r = &snap.config.routes[route];

@@ -118,7 +118,24 @@ impl ClientIo {
         }
     }
 
-    fn on_bytes(&mut self, bytes: &[u8]) {
+    /// Hands the connection from the lean path to hyper: turns the
+    /// smuggling guard on at the head boundary the lean path stopped at,
+    /// after the requests it served, and lets it see the bytes read but not
+    /// consumed (`unread`), which hyper reads first.
+    pub fn guard_from_here(&mut self, unread: &[u8]) {
+        let served = self.shared.started.load(Ordering::Relaxed);
+        self.guard = Some(Box::new(H1Guard::after(served)));
+        self.feed_guard(unread);
+    }
+
+    /// A request head has been read whole (by the lean path, which does not
+    /// read while the request is served, as hyper does): the head deadline
+    /// no longer applies, and once the request ends the idle one does.
+    pub fn head_read(&mut self) {
+        self.phase = Phase::Busy;
+    }
+
+    fn feed_guard(&mut self, bytes: &[u8]) {
         if let Some(g) = &mut self.guard {
             if let Some(n) = g.feed(bytes) {
                 let _ = self.shared.smuggled.compare_exchange(
@@ -132,6 +149,10 @@ impl ClientIo {
                 self.guard = None;
             }
         }
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8]) {
+        self.feed_guard(bytes);
         match self.phase {
             Phase::Idle { .. } => {
                 self.phase = Phase::Head {

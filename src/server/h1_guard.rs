@@ -53,6 +53,16 @@ impl Default for H1Guard {
 }
 
 impl H1Guard {
+    /// A guard that starts following at a head boundary after `served`
+    /// requests were read by someone else (the lean path): its first head is
+    /// request number `served + 1`.
+    pub fn after(served: u32) -> Self {
+        H1Guard {
+            state: State::Head(Vec::new()),
+            heads: served,
+        }
+    }
+
     pub fn is_off(&self) -> bool {
         matches!(self.state, State::Off)
     }

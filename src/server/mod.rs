@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod h1_guard;
+pub mod lean;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,12 +17,15 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::Poll;
 
+use bytes::BytesMut;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
+use crate::proxy::body::Inbound;
 use crate::proxy::{Downstream, Proxy};
 use conn::{ClientIo, ConnShared, Timeouts};
 
@@ -258,23 +262,34 @@ async fn serve_connection(
         Ok(Err(_)) | Err(_) => return,
     };
     let shared = Arc::new(ConnShared::default());
-    let io = TokioIo::new(ClientIo::new(
-        stream,
-        shared.clone(),
-        timeouts,
-        accepted,
-        !h2,
-    ));
+    // HTTP/1.1 starts on the lean path, which reads heads itself: the
+    // smuggling guard is turned on if the connection goes to hyper.
+    let mut client = ClientIo::new(stream, shared.clone(), timeouts, accepted, false);
     let down = Arc::new(Downstream {
         remote,
         client_ip: crate::proxy::headers::client_ip_value(remote.ip()),
         scheme: "http",
         shared,
     });
-    let service = service_fn(move |req| {
+    let unread = if h2 {
+        BytesMut::new()
+    } else {
+        match lean::serve(&mut client, &proxy, &down, &mut stop).await {
+            lean::Ended::Closed => {
+                let _ = client.shutdown().await;
+                return;
+            }
+            lean::Ended::HandOff(unread) => {
+                client.guard_from_here(&unread);
+                unread
+            }
+        }
+    };
+    let io = TokioIo::new(lean::Prefixed::new(unread, client));
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let down = down.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, &down).await) }
+        async move { Ok::<_, Infallible>(proxy.handle(req.map(Inbound::Hyper), &down).await) }
     });
     let served = if h2 {
         drive(builders.h2.serve_connection(io, service), &mut stop).await

@@ -1,0 +1,467 @@
+//! The lean HTTP/1.1 path: serves the common request — HTTP/1.1, no body, no
+//! upgrade — with one parse of its head and one write of a small answer,
+//! and hands the connection to hyper, for the rest of its life, at the first
+//! request it does not take.
+//!
+//! Why: a proxied request spends more of its user-space time in hyper's
+//! server machinery (dispatch, its own buffers, re-reading the head for the
+//! smuggling guard) than in the proxy's own work. The requests this path
+//! takes are the simple ones, whose every rule is local to the head: it
+//! reads one, checks it is one of those, and otherwise changes nothing — the
+//! bytes go to hyper as they arrived, so anything unusual (a body, `Expect`,
+//! an upgrade, HTTP/1.0, an absolute-form target, a malformed or oversized
+//! head) is served, or refused, exactly as before.
+//!
+//! The connection's timeouts are [`ClientIo`]'s, as under hyper. Answers are
+//! framed as hyper frames them: the `content-length` the answer has, else
+//! one from an exact body size, else chunked; no body for `HEAD`, 1xx, 204
+//! and 304; a `date` header when there is none.
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::sync::watch;
+
+use super::conn::ClientIo;
+use crate::proxy::body::{Inbound, ResponseBody};
+use crate::proxy::{Downstream, Proxy};
+
+/// Longest head this path reads; a longer one goes to hyper (which answers 431).
+const MAX_HEAD: usize = super::MAX_HEAD_BYTES;
+/// Most header lines this path parses; more go to hyper (which answers 431).
+const MAX_HEADERS: usize = 128;
+/// Room for a typical head and a small pipelined follower.
+const READ_BUF: usize = 8 * 1024;
+
+/// How the lean path left the connection.
+pub enum Ended {
+    /// Closed (or to be closed): the client went away, asked to close, a
+    /// timeout passed, or the proxy is shutting down.
+    Closed,
+    /// A request this path does not take: hyper serves the connection from
+    /// here, reading `unread` first.
+    HandOff(BytesMut),
+}
+
+/// A request head this path takes, and what the connection does after it.
+struct Head {
+    req: Request<Inbound>,
+    /// The client asked to close after this request.
+    close: bool,
+}
+
+/// Serves requests on `io` until the connection ends or one must go to hyper.
+pub async fn serve(
+    io: &mut ClientIo,
+    proxy: &Proxy,
+    down: &Downstream,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let mut out = Vec::with_capacity(READ_BUF);
+    loop {
+        let head = loop {
+            match parse(&buf) {
+                Parsed::Take(len, head) => {
+                    buf.advance(len);
+                    io.head_read();
+                    break head;
+                }
+                Parsed::Other => return Ended::HandOff(buf),
+                Parsed::Partial if buf.len() > MAX_HEAD => return Ended::HandOff(buf),
+                Parsed::Partial => {}
+            }
+            match read_more(io, &mut buf, stop).await {
+                Ok(true) => {}
+                // EOF, a timeout, an error, or shutdown with no request begun.
+                Ok(false) | Err(_) => return Ended::Closed,
+            }
+        };
+        let head_request = head.req.method() == Method::HEAD;
+        let resp = proxy.handle(head.req, down).await;
+        let close = head.close || *stop.borrow();
+        match respond(io, &mut out, resp, head_request, close).await {
+            Ok(true) if !close => {}
+            _ => return Ended::Closed,
+        }
+    }
+}
+
+/// Reads more of the connection into `buf`. `Ok(false)`: the client closed,
+/// or the proxy is stopping and no request has begun.
+async fn read_more(
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<bool> {
+    if buf.is_empty() && *stop.borrow() {
+        return Ok(false);
+    }
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_BUF);
+    }
+    let idle = buf.is_empty();
+    let mut stopping = std::pin::pin!(stop.wait_for(|s| *s));
+    let mut read = std::pin::pin!(io.read_buf(buf));
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(r.map(|n| n > 0));
+        }
+        // Between requests, shutdown closes the connection; within a head,
+        // the head is read first (header_read_timeout bounds it).
+        if idle && stopping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(false));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+enum Parsed {
+    /// A complete head this path takes, and its length.
+    Take(usize, Box<Head>),
+    /// Not complete yet.
+    Partial,
+    /// Complete or broken, but not for this path: hyper's.
+    Other,
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Partial;
+    }
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+    {
+        // Too long: hyper's to refuse (431), as for a partial one.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Parsed::Other,
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Other;
+    };
+    if !path.starts_with('/') {
+        return Parsed::Other;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Other;
+    };
+    if method == Method::CONNECT {
+        return Parsed::Other;
+    }
+    // Header values and the target become slices of one copy of the head:
+    // a few hundred bytes copied instead of an allocation per value.
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let slice = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        head.slice(start..start + s.len())
+    };
+    let Ok(uri) = Uri::from_maybe_shared(slice(path.as_bytes())) else {
+        return Parsed::Other;
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 6);
+    let mut close = false;
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parsed::Other;
+        };
+        // Bodies, upgrades and `Expect` are hyper's to handle.
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::UPGRADE
+            || name == header::EXPECT
+        {
+            return Parsed::Other;
+        }
+        if name == header::CONNECTION {
+            for token in h.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Parsed::Other;
+                }
+            }
+        }
+        let Ok(value) = HeaderValue::from_maybe_shared(slice(h.value)) else {
+            return Parsed::Other;
+        };
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Parsed::Take(
+        len,
+        Box::new(Head {
+            req: Request::from_parts(parts, Inbound::Empty),
+            close,
+        }),
+    )
+}
+
+/// Writes `resp` to the client. `Ok(true)` when it went out whole and the
+/// connection can carry another request.
+async fn respond(
+    io: &mut ClientIo,
+    out: &mut Vec<u8>,
+    resp: Response<ResponseBody>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodiless = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut declared: Option<u64> = None;
+    let mut has_date = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH {
+            // Never on a 1xx or 204 (RFC 9110 section 8.6).
+            if status.is_informational() || status == StatusCode::NO_CONTENT {
+                continue;
+            }
+            declared = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+        } else if name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            // Framing and the connection's fate are this server's to say.
+            continue;
+        } else if name == header::DATE {
+            has_date = true;
+        }
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !has_date {
+        put_header(out, b"date", &date::now());
+    }
+    if close {
+        put_header(out, b"connection", b"close");
+    }
+    if bodiless {
+        out.extend_from_slice(b"\r\n");
+        io.write_all(out).await?;
+        return Ok(true);
+    }
+    let framing = match declared {
+        Some(n) => Framing::Length(n),
+        None => match body.size_hint().exact() {
+            Some(n) => {
+                // Writing to a Vec cannot fail.
+                let _ = write!(out, "content-length: {n}\r\n");
+                Framing::Length(n)
+            }
+            None => {
+                put_header(out, b"transfer-encoding", b"chunked");
+                Framing::Chunked
+            }
+        },
+    };
+    out.extend_from_slice(b"\r\n");
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        Framing::Chunked => 0,
+    };
+    // The head and whatever of the body is ready go out in one write.
+    let mut pending_head = true;
+    loop {
+        if body.is_end_stream() {
+            break;
+        }
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(f)) => f,
+            // The upstream failed mid-body: the client can only be told by
+            // the connection closing before the body is complete.
+            Some(Err(_)) => {
+                if pending_head {
+                    io.write_all(out).await?;
+                }
+                return Ok(false);
+            }
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: dropped, as hyper does for HTTP/1.1
+        };
+        if data.is_empty() {
+            continue;
+        }
+        match framing {
+            Framing::Length(_) => {
+                if data.len() as u64 > left {
+                    // More than declared: send what was declared, then close.
+                    let fits = left as usize;
+                    write_data(io, out, &mut pending_head, &data[..fits]).await?;
+                    return Ok(false);
+                }
+                left -= data.len() as u64;
+                write_data(io, out, &mut pending_head, &data).await?;
+            }
+            Framing::Chunked => {
+                let mut size = format!("{:x}\r\n", data.len()).into_bytes();
+                if pending_head {
+                    out.append(&mut size);
+                } else {
+                    io.write_all(&size).await?;
+                }
+                write_data(io, out, &mut pending_head, &data).await?;
+                write_data(io, out, &mut pending_head, b"\r\n").await?;
+            }
+        }
+    }
+    if framing == Framing::Chunked {
+        if pending_head {
+            out.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            io.write_all(b"0\r\n\r\n").await?;
+        }
+    }
+    if pending_head {
+        io.write_all(out).await?;
+    }
+    drop(body);
+    // Fewer bytes than declared: the client would wait for the rest.
+    Ok(framing == Framing::Chunked || left == 0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+}
+
+/// Small pieces join the head while it is still unsent; larger ones are
+/// written on their own, so a large body is never copied.
+async fn write_data(
+    io: &mut ClientIo,
+    out: &mut Vec<u8>,
+    pending_head: &mut bool,
+    data: &[u8],
+) -> io::Result<()> {
+    if *pending_head {
+        if out.len() + data.len() <= 64 * 1024 {
+            out.extend_from_slice(data);
+            return Ok(());
+        }
+        io.write_all(out).await?;
+        *pending_head = false;
+    }
+    io.write_all(data).await
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `date` header value, formatted once per second.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    thread_local! {
+        static CACHED: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
+    }
+
+    pub fn now() -> [u8; 29] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != secs {
+                let text = httpdate::fmt_http_date(now);
+                if text.len() == 29 {
+                    c.1.copy_from_slice(text.as_bytes());
+                    c.0 = secs;
+                }
+            }
+            c.1
+        })
+    }
+}
+
+/// The connection hyper serves after a hand-off: `unread` first, then the
+/// socket.
+pub struct Prefixed {
+    unread: BytesMut,
+    io: ClientIo,
+}
+
+impl Prefixed {
+    pub fn new(unread: BytesMut, io: ClientIo) -> Self {
+        Prefixed { unread, io }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.unread.is_empty() {
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
