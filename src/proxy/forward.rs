@@ -82,6 +82,24 @@ pub fn copy_head(parts: &Parts) -> Parts {
     copy
 }
 
+/// The `host` the upstream gets: the upstream's own `host`, else the
+/// client's, else the target's authority.
+fn host_for(out: &Outbound<'_>) -> Option<HeaderValue> {
+    out.lease
+        .pool()
+        .host
+        .clone()
+        .or_else(|| out.client_host.clone())
+        .or_else(|| HeaderValue::from_str(out.lease.target().authority.as_str()).ok())
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Turns the client's request head and body into the upstream's request.
 pub fn build(
     mut parts: Parts,
@@ -89,6 +107,7 @@ pub fn build(
     out: Outbound<'_>,
 ) -> Result<Request<RequestBody>, ProxyError> {
     let target = out.lease.target();
+    let host = host_for(&out);
 
     let pq = match parts.uri.query() {
         Some(q) => format!("{}?{q}", out.path),
@@ -105,13 +124,6 @@ pub fn build(
     parts.version = Version::HTTP_11;
 
     headers::strip_hop_by_hop(&mut parts.headers, out.upgrade);
-    let host = out
-        .lease
-        .pool()
-        .host
-        .clone()
-        .or_else(|| out.client_host.clone())
-        .or_else(|| HeaderValue::from_str(target.authority.as_str()).ok());
     if let Some(h) = host {
         parts.headers.insert(header::HOST, h);
     }
@@ -142,34 +154,53 @@ pub async fn send(
     timeout: Duration,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    let upstream = &lease.pool().name;
+    if !upgrade && req.body().is_end_stream() {
+        let head = Bodiless::encode(req);
+        return Box::pin(send_head(lease, lane, head, timeout, connect_timeout)).await;
+    }
     let target = lease.target();
     let home = Home {
         stats: target.stats.clone(),
         lane,
     };
-    // A future is as large as its largest state, and the common path's future
-    // is moved with every request: the bodiless exchange is encoded before
-    // it starts so its future never holds the request, and the rarer paths
-    // are boxed.
-    let exchanged = if !upgrade && req.body().is_end_stream() {
-        let bodiless = Bodiless::encode(req);
-        tokio::time::timeout(
-            timeout,
-            send_bodiless(target, home, bodiless, connect_timeout),
-        )
-        .await
-    } else {
-        let exchange = async move {
-            if upgrade {
-                let response =
-                    conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
-                return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
-            }
-            send_with_body(target, home, req, connect_timeout).await
-        };
-        tokio::time::timeout(timeout, Box::pin(exchange)).await
+    let exchange = async move {
+        if upgrade {
+            let response =
+                conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
+            return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
+        }
+        send_with_body(target, home, req, connect_timeout).await
     };
+    let exchanged = tokio::time::timeout(timeout, Box::pin(exchange)).await;
+    settle(lease, exchanged, timeout)
+}
+
+/// [`send`] for a bodiless request already encoded, the common case: its
+/// future holds a few hundred bytes of head, never the request.
+pub async fn send_head(
+    lease: &Lease,
+    lane: Lane,
+    head: Bodiless,
+    timeout: Duration,
+    connect_timeout: Duration,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    let target = lease.target();
+    let home = Home {
+        stats: target.stats.clone(),
+        lane,
+    };
+    let exchanged =
+        tokio::time::timeout(timeout, send_bodiless(target, home, head, connect_timeout)).await;
+    settle(lease, exchanged, timeout)
+}
+
+/// The exchange's outcome as the journey sees it, told to passive health.
+fn settle(
+    lease: &Lease,
+    exchanged: Result<Result<Response<UpstreamBody>, SendError>, tokio::time::error::Elapsed>,
+    timeout: Duration,
+) -> Result<Response<UpstreamBody>, ProxyError> {
+    let upstream = &lease.pool().name;
     let sent = match exchanged {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(classify(e, upstream)),
@@ -208,13 +239,76 @@ fn passive(lease: &Lease, sent: &Result<Response<UpstreamBody>, ProxyError>) {
 }
 
 /// Everything a bodiless exchange needs from its request.
-struct Bodiless {
+pub struct Bodiless {
     head: Vec<u8>,
     head_request: bool,
     idempotent: bool,
 }
 
 impl Bodiless {
+    /// The upstream head for the client's bodiless request, written straight
+    /// from the client's head: the request [`build`] then [`Bodiless::encode`]
+    /// make (a property test holds the two to the same headers), without
+    /// building a header map in between.
+    pub fn direct(parts: &Parts, out: &Outbound<'_>) -> Result<Bodiless, ProxyError> {
+        let mut head = Vec::with_capacity(512);
+        head.extend_from_slice(parts.method.as_str().as_bytes());
+        head.push(b' ');
+        let start = head.len();
+        head.extend_from_slice(out.path.as_bytes());
+        if let Some(q) = parts.uri.query() {
+            head.push(b'?');
+            head.extend_from_slice(q.as_bytes());
+        }
+        // What `build` would refuse as a URI, refused the same way.
+        if PathAndQuery::try_from(&head[start..]).is_err() {
+            return Err(ProxyError::BadRequest(
+                "the request target cannot be forwarded",
+            ));
+        }
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let not_passed = headers::NotPassed::of(&parts.headers);
+        let host = host_for(out);
+        let mut has_length = false;
+        for (name, value) in &parts.headers {
+            let ours = not_passed.skips(name);
+            // Without a host of its own (never, in practice) the client's stays.
+            let client_host =
+                *name == header::HOST && host.is_none() && !not_passed.is_hop_by_hop(name);
+            if ours && !client_host {
+                continue;
+            }
+            has_length |= *name == header::CONTENT_LENGTH;
+            put_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+        }
+        if let Some(h) = &host {
+            put_header(&mut head, b"host", h.as_bytes());
+        }
+        head.extend_from_slice(b"x-forwarded-for: ");
+        if !not_passed.is_hop_by_hop(&headers::X_FORWARDED_FOR) {
+            for v in parts.headers.get_all(headers::X_FORWARDED_FOR) {
+                head.extend_from_slice(v.as_bytes());
+                head.extend_from_slice(b", ");
+            }
+        }
+        head.extend_from_slice(out.client_ip.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        put_header(&mut head, b"x-forwarded-proto", out.scheme.as_bytes());
+        if let Some(h) = &out.client_host {
+            put_header(&mut head, b"x-forwarded-host", h.as_bytes());
+        }
+        put_header(&mut head, b"x-request-id", out.request_id.as_bytes());
+        if !has_length && h1::expects_body(&parts.method) {
+            head.extend_from_slice(b"content-length: 0\r\n");
+        }
+        head.extend_from_slice(b"\r\n");
+        Ok(Bodiless {
+            head,
+            head_request: parts.method == Method::HEAD,
+            idempotent: crate::fallback::is_idempotent(&parts.method),
+        })
+    }
+
     fn encode(req: Request<RequestBody>) -> Bodiless {
         let mut head = Vec::with_capacity(512);
         h1::encode_head(&req, &mut head);
@@ -298,5 +392,133 @@ fn classify(e: SendError, upstream: &str) -> ProxyError {
             upstream,
             source: Box::new(source) as BoxError,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use http::HeaderName;
+    use http::uri::Authority;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::config::{self, Balance};
+    use crate::upstream::{Pool, Registry};
+
+    fn pool(host: Option<&'static str>) -> Arc<Pool> {
+        let cfg = config::Upstream {
+            name: "u".into(),
+            targets: vec![config::Target {
+                url: "http://127.0.0.1:1000".into(),
+                authority: Authority::from_static("127.0.0.1:1000"),
+            }],
+            balance: Balance::RoundRobin,
+            host: host.map(HeaderValue::from_static),
+            health: None,
+            eject: None,
+            retries: 0,
+        };
+        Arc::new(Pool::new(&cfg, &Registry::default()))
+    }
+
+    /// The request line and every header (by name, values in order) of a head.
+    fn read(head: &[u8]) -> (String, BTreeMap<String, Vec<String>>) {
+        let mut slots = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut slots);
+        let status = req.parse(head).expect("a valid head");
+        assert!(status.is_complete(), "a complete head");
+        let line = format!("{} {}", req.method.unwrap(), req.path.unwrap());
+        let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for h in req.headers.iter() {
+            headers
+                .entry(h.name.to_ascii_lowercase())
+                .or_default()
+                .push(String::from_utf8_lossy(h.value).into_owned());
+        }
+        (line, headers)
+    }
+
+    const NAMES: &[&str] = &[
+        "accept",
+        "user-agent",
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "expect",
+        "content-length",
+        "x-custom",
+        "x-other",
+        "cookie",
+    ];
+    const VALUES: &[&str] = &[
+        "a",
+        "10.0.0.1",
+        "0",
+        "close",
+        "keep-alive",
+        "x-custom",
+        "x-other, keep-alive",
+        "X-Forwarded-For",
+        "host, x-request-id",
+        "Upgrade",
+    ];
+    const METHODS: &[&str] = &["GET", "HEAD", "DELETE", "OPTIONS", "POST", "PUT", "PATCH"];
+
+    proptest! {
+        #[test]
+        fn the_direct_head_is_the_built_request_encoded(
+            method in 0..METHODS.len(),
+            query in proptest::option::of(Just("x=1&y=%20")),
+            headers in proptest::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..12),
+            client_host in proptest::option::of(Just("shop.example")),
+            upstream_host in proptest::option::of(Just("svc.internal")),
+        ) {
+            let uri = match query {
+                Some(q) => format!("/in?{q}"),
+                None => "/in".to_owned(),
+            };
+            let mut req = Request::builder()
+                .method(METHODS[method])
+                .uri(uri)
+                .body(())
+                .unwrap();
+            for (n, v) in headers {
+                req.headers_mut().append(
+                    HeaderName::from_static(NAMES[n]),
+                    HeaderValue::from_static(VALUES[v]),
+                );
+            }
+            let (parts, ()) = req.into_parts();
+            let pool = pool(upstream_host);
+            let lease = pool.pick().unwrap();
+            let request_id = HeaderValue::from_static("rid-1");
+            let client_ip = HeaderValue::from_static("192.0.2.7");
+            let out = || Outbound {
+                lease: &lease,
+                path: "/up/path".to_owned(),
+                client_host: client_host.map(HeaderValue::from_static),
+                request_id: &request_id,
+                upgrade: false,
+                client_ip: &client_ip,
+                scheme: "http",
+            };
+            let direct = Bodiless::direct(&parts, &out()).unwrap();
+            let built = build(copy_head(&parts), RequestBody::empty(), out()).unwrap();
+            let encoded = Bodiless::encode(built);
+            prop_assert_eq!(read(&direct.head), read(&encoded.head));
+            prop_assert_eq!(direct.head_request, encoded.head_request);
+            prop_assert_eq!(direct.idempotent, encoded.idempotent);
+        }
     }
 }

@@ -69,6 +69,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Which request headers do not cross this hop as they are: hop-by-hop
+/// headers, the names `connection` lists, and the ones this hop sets itself
+/// (`host`, `x-forwarded-*`, `x-request-id`). For writing an upstream head
+/// straight from the client's; [`strip_hop_by_hop`] and [`add_forwarded`]
+/// apply the same rules to a header map.
+pub(crate) struct NotPassed {
+    listed: Vec<HeaderName>,
+}
+
+impl NotPassed {
+    pub fn of(headers: &HeaderMap) -> Self {
+        let listed = if headers.contains_key(header::CONNECTION) {
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        NotPassed { listed }
+    }
+
+    /// Removed by the hop-by-hop rule (whatever this hop then sets).
+    pub fn is_hop_by_hop(&self, name: &HeaderName) -> bool {
+        hop_by_hop_index(name.as_str()).is_some() || self.listed.contains(name)
+    }
+
+    /// Not written as the client sent it.
+    pub fn skips(&self, name: &HeaderName) -> bool {
+        *name == header::HOST
+            || *name == X_FORWARDED_FOR
+            || *name == X_FORWARDED_PROTO
+            || *name == X_FORWARDED_HOST
+            || *name == X_REQUEST_ID
+            || self.is_hop_by_hop(name)
+    }
+}
+
 /// Where `name` (any case) is in [`HOP_BY_HOP`], if it is a hop-by-hop header.
 fn hop_by_hop_index(name: &str) -> Option<usize> {
     HOP_BY_HOP

@@ -146,19 +146,31 @@ async fn send_on(
     how: &How<'_>,
     down: &Downstream,
 ) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
-    let req = forward::build(
-        parts,
-        body,
-        forward::Outbound {
-            lease: &lease,
-            path,
-            client_host: how.client_host.clone(),
-            request_id: how.request_id,
-            upgrade: how.upgrade,
-            client_ip: &down.client_ip,
-            scheme: down.scheme,
-        },
-    )?;
+    let out = forward::Outbound {
+        lease: &lease,
+        path,
+        client_host: how.client_host.clone(),
+        request_id: how.request_id,
+        upgrade: how.upgrade,
+        client_ip: &down.client_ip,
+        scheme: down.scheme,
+    };
+    if !how.upgrade && http_body::Body::is_end_stream(&body) {
+        // The common case: the upstream head is written straight from the
+        // client's, with no request built in between.
+        let head = forward::Bodiless::direct(&parts, &out)?;
+        drop(out);
+        let resp = forward::send_head(
+            &lease,
+            crate::upstream::Lane::Client,
+            head,
+            how.timeout,
+            how.connect_timeout,
+        )
+        .await?;
+        return Ok((resp, lease));
+    }
+    let req = forward::build(parts, body, out)?;
     let resp = forward::send(
         &lease,
         crate::upstream::Lane::Client,

@@ -154,6 +154,12 @@ impl RawIdle {
     }
 }
 
+/// Methods whose requests servers expect a length on: a bodiless one says
+/// `content-length: 0` (some answer 411 otherwise).
+pub fn expects_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
 /// Serializes the head of a bodiless request, whose URI carries the path and
 /// query to send (RFC 9112 section 3: origin-form).
 pub fn encode_head(req: &Request<impl Sized>, out: &mut Vec<u8>) {
@@ -168,9 +174,7 @@ pub fn encode_head(req: &Request<impl Sized>, out: &mut Vec<u8>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    // Servers may refuse a POST without a length (411); say it is empty.
-    let expects_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
-    if expects_body && !req.headers().contains_key(header::CONTENT_LENGTH) {
+    if expects_body(req.method()) && !req.headers().contains_key(header::CONTENT_LENGTH) {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
