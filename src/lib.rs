@@ -4,7 +4,7 @@
 //!
 //! | step | module |
 //! |---|---|
-//! | accept the connection; limits, client timeouts, smuggling guard | [`server`] |
+//! | accept the connection; limits, client timeouts, smuggling guard; the lean HTTP/1.1 path and the hand-off to hyper | [`server`] |
 //! | the journey itself, phase by phase | [`proxy`] |
 //! | normalize the path | [`path`] |
 //! | match a route | [`router`] |
@@ -29,7 +29,8 @@
 //!   /admin/reload`, and says what changed; [`edit`] is `strangler shift`,
 //!   which changes one number in the file.
 //! - [`shadow`] mirrors copies of requests to the service being verified and
-//!   compares its answers with the primary's.
+//!   compares its answers with the primary's, on a low-priority thread of
+//!   its own.
 //! - [`report`] prints what `check` and `explain` show; [`demo`] starts the
 //!   bundled monolith and services; [`telemetry`] sets up logging.
 #![forbid(unsafe_code)]

@@ -11,6 +11,10 @@
 //! number of any head that has both headers. The journey then refuses that
 //! request.
 //!
+//! The lean path ([`super::lean`]) reads the heads it serves itself and
+//! takes none with a body, so the guard starts where that path hands the
+//! connection to hyper, counting the requests the lean path served.
+//!
 //! Whenever the guard meets something it does not understand (a head hyper will
 //! refuse anyway, an upgrade, HTTP/2), it switches itself off rather than guess:
 //! it must never mistake body bytes for a head.

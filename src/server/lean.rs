@@ -216,8 +216,9 @@ fn parse(buf: &[u8]) -> Parsed {
     )
 }
 
-/// Writes `resp` to the client. `Ok(true)` when it went out whole and the
-/// connection can carry another request.
+/// Writes `resp` to the client, closing after it when `close` (or the
+/// answer itself says `connection: close`). `Ok(true)` when it went out
+/// whole and the connection can carry another request.
 async fn respond(
     io: &mut ClientIo,
     out: &mut Vec<u8>,
@@ -227,6 +228,12 @@ async fn respond(
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
+    // The proxy's own answers may ask to close (after a framing error).
+    let close = close
+        || parts
+            .headers
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -265,7 +272,7 @@ async fn respond(
     if bodiless {
         out.extend_from_slice(b"\r\n");
         io.write_all(out).await?;
-        return Ok(true);
+        return Ok(!close);
     }
     let framing = match declared {
         Some(n) => Framing::Length(n),
@@ -345,7 +352,7 @@ async fn respond(
     }
     drop(body);
     // Fewer bytes than declared: the client would wait for the rest.
-    Ok(framing == Framing::Chunked || left == 0)
+    Ok(!close && (framing == Framing::Chunked || left == 0))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -463,5 +470,96 @@ impl AsyncWrite for Prefixed {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::server::conn::{ConnShared, Timeouts};
+
+    /// A served connection's I/O and the client's end of it.
+    async fn pair() -> (ClientIo, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let timeouts = Timeouts {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+        };
+        let io = ClientIo::new(
+            server,
+            Arc::new(ConnShared::default()),
+            timeouts,
+            tokio::time::Instant::now(),
+            false,
+        );
+        (io, client)
+    }
+
+    /// What `respond` wrote, once the server side is closed.
+    async fn written(io: ClientIo, mut client: TcpStream) -> String {
+        drop(io);
+        let mut text = Vec::new();
+        client.read_to_end(&mut text).await.unwrap();
+        String::from_utf8(text).unwrap()
+    }
+
+    fn answer(
+        status: u16,
+        headers: &[(&'static str, &'static str)],
+        body: &'static str,
+    ) -> Response<ResponseBody> {
+        let mut resp = Response::new(ResponseBody::full(body));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (n, v) in headers {
+            resp.headers_mut()
+                .append(HeaderName::from_static(n), HeaderValue::from_static(v));
+        }
+        resp
+    }
+
+    #[tokio::test]
+    async fn an_answer_asking_to_close_closes_the_connection() {
+        let (mut io, client) = pair().await;
+        let mut out = Vec::new();
+        let resp = answer(400, &[("connection", "close")], "bad");
+        let reusable = respond(&mut io, &mut out, resp, false, false)
+            .await
+            .unwrap();
+        assert!(!reusable);
+        let text = written(io, client).await;
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nbad"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_known_length_is_declared_and_a_204_has_none() {
+        let (mut io, client) = pair().await;
+        let mut out = Vec::new();
+        let ok = respond(&mut io, &mut out, answer(200, &[], "hello"), false, false).await;
+        assert!(ok.unwrap());
+        let no_content = answer(204, &[("content-length", "5")], "");
+        assert!(
+            respond(&mut io, &mut out, no_content, false, false)
+                .await
+                .unwrap()
+        );
+        let text = written(io, client).await;
+        let (first, second) = text.split_once("hello").expect("the first body");
+        assert!(first.contains("\r\ncontent-length: 5\r\n"), "{first}");
+        assert!(first.contains("\r\ndate: "), "{first}");
+        assert!(
+            second.starts_with("HTTP/1.1 204 No Content\r\n"),
+            "{second}"
+        );
+        assert!(!second.contains("content-length"), "{second}");
+        assert!(second.ends_with("\r\n\r\n"), "{second}");
     }
 }

@@ -1,6 +1,11 @@
 //! Accepting client connections: listeners, the connection limit, HTTP/1.1
 //! and h2c (prior knowledge) on the same port, and graceful shutdown. Knows no
 //! routes: every request goes to [`Proxy::handle`].
+//!
+//! An HTTP/1.1 connection starts on the [`lean`] path, which serves bodiless
+//! requests itself; at the first request it does not take, hyper serves the
+//! connection from there on, with the smuggling guard ([`h1_guard`]) on.
+//! h2c connections go to hyper from the start.
 
 pub mod conn;
 pub mod h1_guard;
