@@ -125,9 +125,12 @@ async fn read_more(
     .await
 }
 
+// Returned once per head and matched at once: boxing the large variant
+// would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     /// A complete head this path takes, and its length.
-    Take(usize, Box<Head>),
+    Take(usize, Head),
     /// Not complete yet.
     Partial,
     /// Complete or broken, but not for this path: hyper's.
@@ -209,10 +212,10 @@ fn parse(buf: &[u8]) -> Parsed {
     parts.headers = headers;
     Parsed::Take(
         len,
-        Box::new(Head {
+        Head {
             req: Request::from_parts(parts, Inbound::Empty),
             close,
-        }),
+        },
     )
 }
 
