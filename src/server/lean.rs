@@ -40,6 +40,10 @@ const MAX_HEAD: usize = super::MAX_HEAD_BYTES;
 const MAX_HEADERS: usize = 128;
 /// Room for a typical head and a small pipelined follower.
 const READ_BUF: usize = 8 * 1024;
+/// The most of an answer gathered into one write with its head; a larger
+/// body is written as it comes. Also what the write buffer keeps between
+/// requests, so an idle connection holds little.
+const COALESCE: usize = 16 * 1024;
 
 /// How the lean path left the connection.
 pub enum Ended {
@@ -66,7 +70,7 @@ pub async fn serve(
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let mut buf = BytesMut::with_capacity(READ_BUF);
-    let mut out = Vec::with_capacity(READ_BUF);
+    let mut out = Vec::new();
     loop {
         let head = loop {
             match parse(&buf) {
@@ -88,9 +92,12 @@ pub async fn serve(
         let head_request = head.req.method() == Method::HEAD;
         let resp = proxy.handle(head.req, down).await;
         let close = head.close || *stop.borrow();
-        match respond(io, &mut out, resp, head_request, close).await {
-            Ok(true) if !close => {}
-            _ => return Ended::Closed,
+        let reusable = respond(io, &mut out, resp, head_request, close).await;
+        if out.capacity() > COALESCE {
+            out = Vec::new();
+        }
+        if !matches!(reusable, Ok(true)) {
+            return Ended::Closed;
         }
     }
 }
@@ -373,7 +380,7 @@ async fn write_data(
     data: &[u8],
 ) -> io::Result<()> {
     if *pending_head {
-        if out.len() + data.len() <= 64 * 1024 {
+        if out.len() + data.len() <= COALESCE {
             out.extend_from_slice(data);
             return Ok(());
         }
