@@ -158,3 +158,99 @@ async fn what_the_lean_path_does_not_take_hyper_answers_as_before() {
         assert_eq!(first, Some(want), "{name}: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_ends_its_upstream_request() {
+    // The upstream never answers; it reports when the proxy drops the
+    // request's connection to it.
+    let (dropped_tx, dropped_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
+        let dropped = dropped_tx.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            // The head, then nothing until the proxy closes its end.
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+            let _ = dropped.send(());
+        }
+    })
+    .await
+    .unwrap();
+    let proxy = start(&default_to(&up.url())).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    // Without noticing, the proxy would hold it for the route's timeout (30 s).
+    let mut dropped_rx = dropped_rx;
+    let seen = tokio::time::timeout(Duration::from_secs(10), dropped_rx.recv()).await;
+    assert!(
+        matches!(seen, Ok(Some(()))),
+        "the upstream request outlived its client"
+    );
+}
+
+#[tokio::test]
+async fn more_header_lines_than_hyper_takes_are_a_431() {
+    // An upstream that answers any head (the test backend would refuse
+    // this many headers itself), counting them.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
+        let count = count.clone();
+        async move {
+            while support::raw::read_head(&mut s).await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if s.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let proxy = start(&default_to(&up.url())).await;
+    let mut request = b"GET /x HTTP/1.1\r\nHost: t\r\n".to_vec();
+    for i in 0..110 {
+        request.extend_from_slice(format!("x-h{i}: 1\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let reply = send_raw(proxy.addr, &request, Duration::from_secs(2)).await;
+    let statuses: Vec<u16> = reply.responses().iter().map(|r| r.status).collect();
+    assert_eq!(statuses.first(), Some(&431), "{}", reply.text());
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing forwarded"
+    );
+}
+
+#[tokio::test]
+async fn a_pipelined_partial_head_gets_the_header_timeout_not_the_idle_one() {
+    let b = backend("b").await;
+    let proxy = start(&format!(
+        "[server]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"30s\"\n{}",
+        default_to(&b.url())
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // A request and the start of the next one, in one write; then nothing.
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, false).await;
+    assert_eq!(r.status, 200);
+    let reply = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert!(
+        reply.closed,
+        "a half-sent head was still waited for after 10 s (idle_timeout is 30 s, header_read_timeout 300 ms)"
+    );
+}

@@ -128,6 +128,15 @@ impl ClientIo {
         self.feed_guard(unread);
     }
 
+    /// The first bytes of a request head are in (read while the previous
+    /// request was served): the head must be complete within
+    /// `header_read_timeout` from now.
+    pub fn head_begun(&mut self) {
+        self.phase = Phase::Head {
+            deadline: Instant::now() + self.timeouts.header_read,
+        };
+    }
+
     /// A request head has been read whole (by the lean path, which does not
     /// read while the request is served, as hyper does): the head deadline
     /// no longer applies, and once the request ends the idle one does.

@@ -36,8 +36,9 @@ use crate::proxy::{Downstream, Proxy};
 
 /// Longest head this path reads; a longer one goes to hyper (which answers 431).
 const MAX_HEAD: usize = super::MAX_HEAD_BYTES;
-/// Most header lines this path parses; more go to hyper (which answers 431).
-const MAX_HEADERS: usize = 128;
+/// Most header lines this path parses; more go to hyper, which answers 431
+/// past the same number (its default).
+const MAX_HEADERS: usize = 100;
 /// Room for a typical head and a small pipelined follower.
 const READ_BUF: usize = 8 * 1024;
 /// The most of an answer gathered into one write with its head; a larger
@@ -90,7 +91,10 @@ pub async fn serve(
             }
         };
         let head_request = head.req.method() == Method::HEAD;
-        let resp = proxy.handle(head.req, down).await;
+        let Some(resp) = serve_watching(io, &mut buf, proxy.handle(head.req, down)).await else {
+            // The client went away: the request is dropped with its upstream exchange.
+            return Ended::Closed;
+        };
         let close = head.close || *stop.borrow();
         let reusable = respond(io, &mut out, resp, head_request, close).await;
         if out.capacity() > COALESCE {
@@ -99,7 +103,42 @@ pub async fn serve(
         if !matches!(reusable, Ok(true)) {
             return Ended::Closed;
         }
+        if !buf.is_empty() {
+            // Part of the next head came while this request was served: its
+            // header_read_timeout runs from now.
+            io.head_begun();
+        }
     }
+}
+
+/// Runs `handling` while reading what the client sends meanwhile, as hyper
+/// does: a pipelined request's bytes are kept in `buf` (up to a head's
+/// worth), and the client closing its end ends the request (`None`), which
+/// drops its upstream exchange instead of holding it until the upstream
+/// answers.
+async fn serve_watching<F: Future>(
+    io: &mut ClientIo,
+    buf: &mut BytesMut,
+    handling: F,
+) -> Option<F::Output> {
+    let mut handling = std::pin::pin!(handling);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = handling.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while buf.len() <= MAX_HEAD {
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(READ_BUF);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Reads more of the connection into `buf`. `Ok(false)`: the client closed,
@@ -333,6 +372,9 @@ async fn respond(
                     // More than declared: send what was declared, then close.
                     let fits = left as usize;
                     write_data(io, out, &mut pending_head, &data[..fits]).await?;
+                    if pending_head {
+                        io.write_all(out).await?;
+                    }
                     return Ok(false);
                 }
                 left -= data.len() as u64;
@@ -547,6 +589,20 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
         assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\nbad"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_declared_is_cut_at_the_length_then_closed() {
+        let (mut io, client) = pair().await;
+        let mut out = Vec::new();
+        let resp = answer(200, &[("content-length", "3")], "hello");
+        let reusable = respond(&mut io, &mut out, resp, false, false)
+            .await
+            .unwrap();
+        assert!(!reusable);
+        let text = written(io, client).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\nhel"), "{text}");
     }
 
     #[tokio::test]

@@ -69,19 +69,32 @@ fn start() -> Option<Running> {
     };
     let handle = rt.handle().clone();
     let (stop, stopped) = oneshot::channel::<()>();
+    // The runtime reaches the thread through a channel, so that if the
+    // thread cannot be started it is still here to be shut down (dropping
+    // it inside the caller's runtime would panic).
+    let (give, take) = std::sync::mpsc::channel::<tokio::runtime::Runtime>();
     let spawned = std::thread::Builder::new()
         .name("strangler-shadow".into())
         .spawn(move || {
+            let Ok(rt) = take.recv() else { return };
             lower_priority();
             // Err when the sender is dropped: the proxy is gone.
             let _ = rt.block_on(stopped);
         });
     match spawned {
-        Ok(_) => Some(Running {
-            handle,
-            _stop: stop,
-        }),
+        Ok(_) => match give.send(rt) {
+            Ok(()) => Some(Running {
+                handle,
+                _stop: stop,
+            }),
+            // The thread ended before taking it (it cannot, short of a panic).
+            Err(std::sync::mpsc::SendError(rt)) => {
+                rt.shutdown_background();
+                None
+            }
+        },
         Err(e) => {
+            rt.shutdown_background();
             tracing::error!(event = "shadow_thread_failed", error = %e, "cannot start the shadow thread; copies are skipped");
             None
         }
