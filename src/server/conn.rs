@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -91,6 +92,8 @@ pub struct ClientIo {
     last_activity: Instant,
     /// `None` for HTTP/2 connections and once the guard has switched itself off.
     guard: Option<Box<H1Guard>>,
+    /// Bytes the lean path read but did not take, read again first by hyper.
+    unread: BytesMut,
 }
 
 impl ClientIo {
@@ -115,17 +118,19 @@ impl ClientIo {
             armed: Some(deadline),
             last_activity: now,
             guard: http1.then(Box::default),
+            unread: BytesMut::new(),
         }
     }
 
-    /// Hands the connection from the lean path to hyper: turns the
-    /// smuggling guard on at the head boundary the lean path stopped at,
-    /// after the requests it served, and lets it see the bytes read but not
-    /// consumed (`unread`), which hyper reads first.
-    pub fn guard_from_here(&mut self, unread: &[u8]) {
+    /// Hands the connection from the lean path to hyper: the bytes the lean
+    /// path read but did not take (`unread`) are read again first, and the
+    /// smuggling guard starts at that head boundary, after the requests the
+    /// lean path served, having seen them.
+    pub fn hand_off(&mut self, unread: BytesMut) {
         let served = self.shared.started.load(Ordering::Relaxed);
         self.guard = Some(Box::new(H1Guard::after(served)));
-        self.feed_guard(unread);
+        self.feed_guard(&unread);
+        self.unread = unread;
     }
 
     /// The first bytes of a request head are in (read while the previous
@@ -204,6 +209,13 @@ impl AsyncRead for ClientIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.unread.is_empty() {
+            // Already seen by the guard and the phase logic when first read.
+            let n = this.unread.len().min(buf.remaining());
+            buf.put_slice(&this.unread[..n]);
+            this.unread.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {

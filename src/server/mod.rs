@@ -22,7 +22,6 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::BytesMut;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -276,21 +275,16 @@ async fn serve_connection(
         scheme: "http",
         shared,
     });
-    let unread = if h2 {
-        BytesMut::new()
-    } else {
+    if !h2 {
         match lean::serve(&mut client, &proxy, &down, &mut stop).await {
             lean::Ended::Closed => {
                 let _ = client.shutdown().await;
                 return;
             }
-            lean::Ended::HandOff(unread) => {
-                client.guard_from_here(&unread);
-                unread
-            }
+            lean::Ended::HandOff(unread) => client.hand_off(unread),
         }
-    };
-    let io = TokioIo::new(lean::Prefixed::new(unread, client));
+    }
+    let io = TokioIo::new(client);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let down = down.clone();
