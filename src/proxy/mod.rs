@@ -38,7 +38,7 @@ use crate::upstream::{Lease, Registry};
 use body::{Inbound, OnComplete, ResponseBody};
 pub use error::ProxyError;
 use sides::{
-    First, How, Mirrored, attempt, attempt_retrying, composite, hold_for_retry, mirror, pick_side,
+    First, How, Mirrored, attempt, attempt_retrying, composite, hold_replayable, mirror, pick_side,
     record, with_fallback,
 };
 
@@ -297,7 +297,7 @@ impl Proxy {
                 let mut replay = None;
                 if sides::may_retry(snap, upstream, &parts, &how) {
                     (body, replay) =
-                        Box::pin(hold_for_retry(&parts, body, server.max_request_body)).await?;
+                        Box::pin(hold_replayable(&parts, body, server.max_request_body)).await?;
                 }
                 let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
                 let started = Instant::now();

@@ -196,9 +196,10 @@ pub(super) fn may_retry(
 }
 
 /// Holds the client's body (up to [`fallback::REPLAY_LIMIT`]) so the request
-/// can be retried: the body to send first, and the bytes for a retry when the
-/// whole body was held. A larger body streams, and is not retried.
-pub(super) async fn hold_for_retry(
+/// can be sent again (a retry, a fallback, a shadow copy): the body to send
+/// first, and the bytes to send again when the whole body was held. A larger
+/// body streams, and is sent once.
+pub(super) async fn hold_replayable(
     parts: &http::request::Parts,
     body: ClientBody,
     max_body: u64,
@@ -321,15 +322,8 @@ pub(super) async fn with_fallback(
     log: &mut Completion,
 ) -> Result<(Response<UpstreamBody>, Lease), ProxyError> {
     let max_body = snap.config.server.max_request_body;
-    let held = match body {
-        ClientBody::Held(held) => held,
-        ClientBody::Streaming(b) => fallback::hold_body(&parts.headers, b, max_body).await?,
-    };
-    let replay = match &held {
-        fallback::Held::Whole(bytes) => Some(bytes.clone()),
-        fallback::Held::TooLarge { .. } => None,
-    };
-    let (body, tripped) = forward::client_body(&parts, ClientBody::Held(held), max_body);
+    let (held, replay) = hold_replayable(&parts, body, max_body).await?;
+    let (body, tripped) = forward::client_body(&parts, held, max_body);
     let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
     let idempotent = fallback::is_idempotent(&parts.method);
     let started = Instant::now();
@@ -404,14 +398,7 @@ pub(super) async fn mirror(
     down: &Downstream,
 ) -> Result<(ClientBody, Option<crate::shadow::mirror::PrimaryCopy>), ProxyError> {
     let max_body = m.snap.config.server.max_request_body;
-    let held = match body {
-        ClientBody::Held(held) => held,
-        ClientBody::Streaming(b) => fallback::hold_body(&parts.headers, b, max_body).await?,
-    };
-    let copy_body = match &held {
-        fallback::Held::Whole(b) => Some(b.clone()),
-        fallback::Held::TooLarge { .. } => None,
-    };
+    let (held, copy_body) = hold_replayable(parts, body, max_body).await?;
     let path = match parts.uri.query() {
         Some(q) => format!("{}?{q}", m.path),
         None => m.path.to_owned(),
@@ -428,5 +415,5 @@ pub(super) async fn mirror(
         timeout: how.timeout,
     };
     let tap = crate::shadow::mirror::start(m.shadow, copy, m.limits, m.sink);
-    Ok((ClientBody::Held(held), tap))
+    Ok((held, tap))
 }
