@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use support::process::{ProxyProcess, strangler};
+use support::process::ProxyProcess;
 use support::*;
 
 /// Two ramping routes: `good`'s new side answers, `bad`'s new side answers
@@ -79,16 +79,7 @@ async fn every_request_and_event_is_one_object_with_an_event_field() {
     let path = dir.join("strangler.toml");
     let text = config(&legacy.url(), &new.url());
     std::fs::write(&path, &text).unwrap();
-    let mut cmd = strangler();
-    cmd.args([
-        "run",
-        "--config",
-        path.to_str().unwrap(),
-        "--log-format",
-        "json",
-    ])
-    .env("RUST_LOG", "info");
-    let mut p = ProxyProcess::spawn(cmd);
+    let mut p = ProxyProcess::json_logs(&path);
     let addr = p.listening().await;
     let admin: SocketAddr = p.log_line(|v| event(v, "admin_listening")).await["addr"]
         .as_str()

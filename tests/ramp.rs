@@ -156,18 +156,7 @@ async fn a_restarted_proxy_resumes_from_the_last_position() {
     let path = dir.join("strangler.toml");
     std::fs::write(&path, &text).unwrap();
 
-    let start = || {
-        let mut cmd = support::process::strangler();
-        cmd.args([
-            "run",
-            "--config",
-            path.to_str().unwrap(),
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "info");
-        ProxyProcess::spawn(cmd)
-    };
+    let start = || ProxyProcess::json_logs(&path);
 
     let mut first = start();
     let addr = first.listening().await;

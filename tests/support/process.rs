@@ -195,6 +195,17 @@ pub struct ProxyProcess {
 }
 
 impl ProxyProcess {
+    /// `strangler run --config CONFIG --log-format json` at info level.
+    pub fn json_logs(config: &std::path::Path) -> ProxyProcess {
+        let mut cmd = strangler();
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "info");
+        ProxyProcess::spawn(cmd)
+    }
+
     /// Spawns `cmd` (built with [`strangler`]) with its output piped.
     pub fn spawn(mut cmd: Command) -> ProxyProcess {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
