@@ -22,7 +22,7 @@ use std::io::{self, Write};
 use std::pin::Pin;
 use std::task::Poll;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
@@ -74,9 +74,8 @@ pub async fn serve(
     let mut out = Vec::new();
     loop {
         let head = loop {
-            match parse(&buf) {
-                Parsed::Take(len, head) => {
-                    buf.advance(len);
+            match parse(&mut buf) {
+                Parsed::Take(head) => {
                     io.head_read();
                     break head;
                 }
@@ -91,7 +90,10 @@ pub async fn serve(
             }
         };
         let head_request = head.req.method() == Method::HEAD;
-        let Some(resp) = serve_watching(io, &mut buf, proxy.handle(head.req, down)).await else {
+        // Pinned where it is made: the request's future is a few KiB, and
+        // handing it to `serve_watching` by value would copy it.
+        let handling = std::pin::pin!(proxy.handle(head.req, down));
+        let Some(resp) = serve_watching(io, &mut buf, handling).await else {
             // The client went away: the request is dropped with its upstream exchange.
             return Ended::Closed;
         };
@@ -119,9 +121,8 @@ pub async fn serve(
 async fn serve_watching<F: Future>(
     io: &mut ClientIo,
     buf: &mut BytesMut,
-    handling: F,
+    mut handling: Pin<&mut F>,
 ) -> Option<F::Output> {
-    let mut handling = std::pin::pin!(handling);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = handling.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
@@ -175,80 +176,106 @@ async fn read_more(
 // would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
 enum Parsed {
-    /// A complete head this path takes, and its length.
-    Take(usize, Head),
+    /// A complete head this path takes, already split off the buffer.
+    Take(Head),
     /// Not complete yet.
     Partial,
     /// Complete or broken, but not for this path: hyper's.
     Other,
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+/// Parses the head at the front of `buf`. A head this path takes is split
+/// off `buf`; anything else leaves `buf` as it was.
+fn parse(buf: &mut BytesMut) -> Parsed {
     if buf.is_empty() {
         return Parsed::Partial;
     }
-    let mut slots =
-        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut []);
-    let len = match httparse::ParserConfig::default()
-        .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
-    {
-        // Too long: hyper's to refuse (431), as for a partial one.
-        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Parsed::Other,
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Other,
-    };
-    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
-        return Parsed::Other;
-    };
-    if !path.starts_with('/') {
-        return Parsed::Other;
-    }
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::Other;
-    };
-    if method == Method::CONNECT {
-        return Parsed::Other;
-    }
-    // Header values and the target become slices of one copy of the head:
-    // a few hundred bytes copied instead of an allocation per value.
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let base = buf.as_ptr() as usize;
-    let slice = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        head.slice(start..start + s.len())
-    };
-    let Ok(uri) = Uri::from_maybe_shared(slice(path.as_bytes())) else {
-        return Parsed::Other;
-    };
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + 6);
-    let mut close = false;
-    for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+    // Where each header's name and value lie in the head, so that the head
+    // can be split off the buffer before the header map is built: values
+    // then share the read buffer instead of a copy of the head.
+    let mut spans = [[0u32; 4]; MAX_HEADERS];
+    let (len, method, path, count) = {
+        let mut slots =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_request_with_uninit_headers(&mut req, buf, &mut slots)
+        {
+            // Too long: hyper's to refuse (431), as for a partial one.
+            Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Parsed::Other,
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(_) => return Parsed::Other,
+        };
+        let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
             return Parsed::Other;
         };
+        if !path.starts_with('/') {
+            return Parsed::Other;
+        }
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            return Parsed::Other;
+        };
+        if method == Method::CONNECT {
+            return Parsed::Other;
+        }
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, h) in spans.iter_mut().zip(req.headers.iter()) {
+            let (name, value) = (h.name.as_bytes(), h.value);
+            *span = [at(name), name.len() as u32, at(value), value.len() as u32];
+        }
+        (
+            len,
+            method,
+            (at(path.as_bytes()), path.len()),
+            req.headers.len(),
+        )
+    };
+    let head = buf.split_to(len).freeze();
+    match build(&head, method, path, &spans[..count]) {
+        Some(head) => Parsed::Take(head),
+        None => {
+            // Not this path's after all: the bytes go back as they came, for
+            // hyper. Once per connection at most, as hyper keeps it from here.
+            let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+            whole.extend_from_slice(&head);
+            whole.extend_from_slice(buf);
+            *buf = whole;
+            Parsed::Other
+        }
+    }
+}
+
+/// The request whose head is `head`, with its target and headers where
+/// [`parse`] found them; `None` when it is not this path's to serve.
+fn build(head: &Bytes, method: Method, path: (u32, usize), spans: &[[u32; 4]]) -> Option<Head> {
+    let slice = |start: u32, len: usize| head.slice(start as usize..start as usize + len);
+    let uri = Uri::from_maybe_shared(slice(path.0, path.1)).ok()?;
+    let mut headers = HeaderMap::with_capacity(spans.len() + 6);
+    let mut close = false;
+    for &[name_at, name_len, value_at, value_len] in spans {
+        let raw_name = &head[name_at as usize..(name_at + name_len) as usize];
+        let name = HeaderName::from_bytes(raw_name).ok()?;
         // Bodies, upgrades and `Expect` are hyper's to handle.
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
             || name == header::UPGRADE
             || name == header::EXPECT
         {
-            return Parsed::Other;
+            return None;
         }
+        let value = HeaderValue::from_maybe_shared(slice(value_at, value_len as usize)).ok()?;
         if name == header::CONNECTION {
-            for token in h.value.split(|&b| b == b',') {
+            for token in value.as_bytes().split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"upgrade") {
-                    return Parsed::Other;
+                    return None;
                 }
             }
         }
-        let Ok(value) = HeaderValue::from_maybe_shared(slice(h.value)) else {
-            return Parsed::Other;
-        };
         headers.append(name, value);
     }
     let (mut parts, ()) = Request::new(()).into_parts();
@@ -256,13 +283,10 @@ fn parse(buf: &[u8]) -> Parsed {
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Parsed::Take(
-        len,
-        Head {
-            req: Request::from_parts(parts, Inbound::Empty),
-            close,
-        },
-    )
+    Some(Head {
+        req: Request::from_parts(parts, Inbound::Empty),
+        close,
+    })
 }
 
 /// Writes `resp` to the client, closing after it when `close` (or the

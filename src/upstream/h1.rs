@@ -232,59 +232,74 @@ pub async fn exchange(
 /// answers; `None` when more bytes are needed.
 fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
     loop {
-        // Uninitialized slots: zeroing 128 headers per answer would cost
-        // more than parsing a typical head.
-        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut []);
-        let parsed = httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-        let len = match parsed {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                return Err(ExchangeError::Invalid("response head over 64 KiB"));
+        // Where each kept header's name and value lie in the head, so that
+        // the head is split off the read buffer before the header map is
+        // built: values then share the buffer instead of a copy of the head.
+        let mut spans = [[0u32; 4]; MAX_HEADERS];
+        let (len, status, http10, connection, count) = {
+            // Uninitialized slots: zeroing 128 headers per answer would cost
+            // more than parsing a typical head.
+            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut resp = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+            let len = match parsed {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                    return Err(ExchangeError::Invalid("response head over 64 KiB"));
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+            };
+            let code = resp.code.unwrap_or(0);
+            let status = StatusCode::from_u16(code)
+                .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(ExchangeError::Invalid(
+                    "upstream switched protocols without being asked",
+                ));
             }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
-        };
-        let code = resp.code.unwrap_or(0);
-        let status = StatusCode::from_u16(code)
-            .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Err(ExchangeError::Invalid(
-                "upstream switched protocols without being asked",
-            ));
-        }
-        if status.is_informational() {
-            // 100 Continue, 103 Early Hints...: not for this client.
-            buf.advance(len);
-            continue;
-        }
-        let http10 = resp.version == Some(0);
-        let connection = Connection::of(resp.headers);
-        // Header values become slices of one copy of the head: a few hundred
-        // bytes copied instead of an allocation per value.
-        let head_bytes = Bytes::copy_from_slice(&buf[..len]);
-        let base = buf.as_ptr() as usize;
-        // Room for the headers the proxy adds on the way back.
-        let mut map = HeaderMap::with_capacity(resp.headers.len() + 4);
-        for h in resp.headers.iter() {
-            // Hop-by-hop headers the proxy would only remove again. A
-            // `connection` naming other headers stays, for the proxy's
-            // hop-by-hop rule to remove what it names.
-            if h.name.eq_ignore_ascii_case("keep-alive")
-                || (connection.plain && h.name.eq_ignore_ascii_case("connection"))
-            {
+            if status.is_informational() {
+                // 100 Continue, 103 Early Hints...: not for this client.
+                buf.advance(len);
                 continue;
             }
-            let name = HeaderName::from_bytes(h.name.as_bytes())
+            let connection = Connection::of(resp.headers);
+            let base = buf.as_ptr() as usize;
+            let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+            let mut count = 0;
+            for h in resp.headers.iter() {
+                // Hop-by-hop headers the proxy would only remove again. A
+                // `connection` naming other headers stays, for the proxy's
+                // hop-by-hop rule to remove what it names.
+                if h.name.eq_ignore_ascii_case("keep-alive")
+                    || (connection.plain && h.name.eq_ignore_ascii_case("connection"))
+                {
+                    continue;
+                }
+                let name = h.name.as_bytes();
+                spans[count] = [
+                    at(name),
+                    name.len() as u32,
+                    at(h.value),
+                    h.value.len() as u32,
+                ];
+                count += 1;
+            }
+            (len, status, resp.version == Some(0), connection, count)
+        };
+        let head = buf.split_to(len).freeze();
+        // Room for the headers the proxy adds on the way back.
+        let mut map = HeaderMap::with_capacity(count + 4);
+        for &[name_at, name_len, value_at, value_len] in &spans[..count] {
+            let (name_at, value_at) = (name_at as usize, value_at as usize);
+            let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
                 .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
-            let start = h.value.as_ptr() as usize - base;
             let value =
-                HeaderValue::from_maybe_shared(head_bytes.slice(start..start + h.value.len()))
+                HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
                     .map_err(|_| ExchangeError::Invalid("invalid header value"))?;
             map.append(name, value);
         }
-        buf.advance(len);
         let (framing, mut keep_alive) = framing(&map, status, head_request)?;
         keep_alive &= if http10 {
             connection.keep_alive
