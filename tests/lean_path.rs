@@ -254,3 +254,46 @@ async fn a_pipelined_partial_head_gets_the_header_timeout_not_the_idle_one() {
         "a half-sent head was still waited for after 10 s (idle_timeout is 30 s, header_read_timeout 300 ms)"
     );
 }
+
+#[tokio::test]
+async fn an_upstream_head_reaches_the_client_as_hyper_writes_it() {
+    let up = support::raw::answers_with(
+        b"HTTP/1.1 200 OK\r\nServer: up\r\nX-Request-Id: from-upstream\r\nKeep-Alive: timeout=5\r\n\
+          Connection: keep-alive\r\nX-Odd:spaced  \r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n\
+          Content-Length: 5\r\n\r\nhello",
+    )
+    .await;
+    let proxy = start(&default_to(&up.url())).await;
+    let get = b"GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-1\r\n\r\n";
+    // The first GET is the lean path's; after a request with a body, hyper
+    // serves the connection, so the second GET is hyper's.
+    let (lean, mut s) = exchange_keep(proxy.addr, get).await;
+    s.write_all(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).await.status, 200);
+    s.write_all(get).await.unwrap();
+    let hyper = read_response(&mut s, false).await;
+    let lines = |r: &support::raw::RawResponse| -> Vec<String> {
+        r.head.lines().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(
+        lines(&lean),
+        [
+            "server: up",
+            "x-odd: spaced",
+            "date: Tue, 01 Jan 2030 00:00:00 GMT",
+            "content-length: 5",
+            "x-request-id: rid-1",
+        ],
+        "hop-by-hop headers gone, names lowercase, the proxy's request id only"
+    );
+    let (mut a, mut b) = (lines(&lean), lines(&hyper));
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "lean and hyper answers carry the same headers");
+    assert_eq!(
+        (lean.body.as_slice(), hyper.body.as_slice()),
+        (&b"hello"[..], &b"hello"[..])
+    );
+}

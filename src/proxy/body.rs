@@ -246,6 +246,15 @@ impl ResponseBody {
         }
     }
 
+    /// The answer's headers, when they are still the upstream's lines: only
+    /// for a server that asked for them ([`crate::proxy::Proxy::handle_passing_head`]).
+    pub fn take_raw_headers(&mut self) -> Option<crate::upstream::h1::RawHeaders> {
+        match &mut self.inner {
+            Inner::Upstream(body) => body.take_raw_headers(),
+            Inner::Full(_) => None,
+        }
+    }
+
     /// Runs `f` once, when the body ends or is dropped.
     pub fn on_complete(&mut self, f: Box<dyn OnComplete>) {
         self.on_complete = Some(f);

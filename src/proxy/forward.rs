@@ -243,6 +243,9 @@ pub struct Bodiless {
     head: Vec<u8>,
     head_request: bool,
     idempotent: bool,
+    /// The answer's headers may stay the upstream's lines
+    /// ([`h1::RawHeaders`]): set only for a server that writes them itself.
+    pub pass_head: bool,
 }
 
 impl Bodiless {
@@ -306,6 +309,7 @@ impl Bodiless {
             head,
             head_request: parts.method == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(&parts.method),
+            pass_head: false,
         })
     }
 
@@ -316,6 +320,7 @@ impl Bodiless {
             head,
             head_request: req.method() == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(req.method()),
+            pass_head: false,
         }
     }
 }
@@ -334,14 +339,14 @@ async fn send_bodiless(
             false,
         ),
     };
-    let answer = match h1::exchange(&mut raw, &req.head, req.head_request).await {
+    let answer = match h1::exchange(&mut raw, &req.head, req.head_request, req.pass_head).await {
         Ok(a) => a,
         // A kept-alive connection the upstream closed as the request went out:
         // nothing came back, and the request is safe to send again.
         Err(h1::ExchangeError::Closed(_)) if reused && req.idempotent => {
             tracing::debug!("kept-alive connection was closed; sending on a new one");
             raw = Box::pin(RawConn::connect(authority, connect_timeout)).await?;
-            h1::exchange(&mut raw, &req.head, req.head_request).await?
+            h1::exchange(&mut raw, &req.head, req.head_request, req.pass_head).await?
         }
         Err(e) => return Err(e.into()),
     };

@@ -63,6 +63,16 @@ pub struct Proxy {
 
 /// What the journey knows about the client connection a request came on.
 #[derive(Debug)]
+/// One request as its connection's server hands it over.
+#[derive(Clone, Copy)]
+struct Call {
+    /// Its number on the connection, 1 for the first.
+    number: u32,
+    /// The server writes the answer's head itself (see
+    /// [`Proxy::handle_passing_head`]).
+    pass_head: bool,
+}
+
 pub struct Downstream {
     pub remote: SocketAddr,
     /// `remote`'s IP as a header value, for `x-forwarded-for`.
@@ -134,6 +144,27 @@ impl Proxy {
 
     /// Serves one request, never failing: errors become problem+json answers.
     pub async fn handle(&self, req: Request<Inbound>, down: &Downstream) -> Response<ResponseBody> {
+        self.serve(req, down, false).await
+    }
+
+    /// [`Proxy::handle`] for a server that writes the answer's head itself
+    /// (the lean path): a plain answer's headers may stay the upstream's
+    /// lines, taken with [`ResponseBody::take_raw_headers`], and the
+    /// answer's header map then holds only what the proxy set.
+    pub(crate) async fn handle_passing_head(
+        &self,
+        req: Request<Inbound>,
+        down: &Downstream,
+    ) -> Response<ResponseBody> {
+        self.serve(req, down, true).await
+    }
+
+    async fn serve(
+        &self,
+        req: Request<Inbound>,
+        down: &Downstream,
+        pass_head: bool,
+    ) -> Response<ResponseBody> {
         let number = down.shared.begin();
         let snap = self.snapshot.load_full();
         let request_id = headers::request_id(req.headers());
@@ -155,7 +186,14 @@ impl Proxy {
             snap: snap.clone(),
         });
         let mut resp = match self
-            .journey(&snap, req, down, number, &request_id, &mut log)
+            .journey(
+                &snap,
+                req,
+                down,
+                Call { number, pass_head },
+                &request_id,
+                &mut log,
+            )
             .await
         {
             Ok(resp) => resp,
@@ -177,14 +215,14 @@ impl Proxy {
         snap: &Snapshot,
         mut req: Request<Inbound>,
         down: &Downstream,
-        number: u32,
+        call: Call,
         request_id: &HeaderValue,
         log: &mut Completion,
     ) -> Result<Response<ResponseBody>, ProxyError> {
         let server = &snap.config.server;
 
         // 1. accept
-        accept(&req, down, number, server.max_request_body)?;
+        accept(&req, down, call.number, server.max_request_body)?;
 
         // 2. normalize
         let path = path::normalize(req.uri().path(), server.merge_slashes)?;
@@ -256,12 +294,13 @@ impl Proxy {
         let upgrade = headers::is_upgrade(&req);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
-        let how = How {
+        let mut how = How {
             client_host,
             request_id,
             upgrade,
             timeout,
             connect_timeout: server.connect_timeout,
+            pass_head: call.pass_head,
         };
         // A mirrored request's copy is on its way before the primary is sent.
         let mut body = body::ClientBody::Streaming(body);
@@ -292,6 +331,8 @@ impl Proxy {
                 (body, tap) = Box::pin(mirror(copy, &parts, body, &how, down)).await?;
             }
         }
+        // A shadowed answer's headers are compared: they go into a map.
+        how.pass_head &= tap.is_none();
         let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
                 let mut replay = None;

@@ -65,6 +65,10 @@ pub(super) struct How<'a> {
     pub(super) upgrade: bool,
     pub(super) timeout: std::time::Duration,
     pub(super) connect_timeout: std::time::Duration,
+    /// Answers may keep the upstream's header lines (see
+    /// [`crate::upstream::h1::RawHeaders`]): the client's server writes them
+    /// itself and nothing on the way reads them.
+    pub(super) pass_head: bool,
 }
 
 /// A shifted route's choice for this request.
@@ -158,7 +162,8 @@ async fn send_on(
     if !how.upgrade && http_body::Body::is_end_stream(&body) {
         // The common case: the upstream head is written straight from the
         // client's, with no request built in between.
-        let head = forward::Bodiless::direct(&parts, &out)?;
+        let mut head = forward::Bodiless::direct(&parts, &out)?;
+        head.pass_head = how.pass_head;
         drop(out);
         let resp = forward::send_head(
             &lease,

@@ -22,6 +22,15 @@ pub enum UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// The answer's headers, when they pass through as the upstream's lines
+    /// (see [`super::h1::RawHeaders`]).
+    pub fn take_raw_headers(&mut self) -> Option<super::h1::RawHeaders> {
+        match self {
+            UpstreamBody::Raw(raw) => raw.take_headers(),
+            UpstreamBody::Hyper(..) => None,
+        }
+    }
+
     /// Called when the body is dropped without having been polled to its end:
     /// a body that had nothing left (hyper does not poll empty bodies) still
     /// returns its connection.

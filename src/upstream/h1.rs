@@ -13,7 +13,6 @@
 //! back is what hyper's connection state machine is for.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
@@ -21,13 +20,15 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, StatusCode, Version, response};
+use http::header;
+use http::{Method, Request, response};
 use http_body::Frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+pub use self::head::RawHeaders;
+use self::head::parse_head;
 use super::Home;
 use super::conn::{IDLE_TIMEOUT, MAX_IDLE_PER_TARGET};
 use crate::chunked::{self, Chunk};
@@ -182,7 +183,7 @@ pub fn encode_head(req: &Request<impl Sized>, out: &mut Vec<u8>) {
 
 /// How the response body is delimited (RFC 9112 section 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     Done,
     Length(u64),
     Chunked(Chunk),
@@ -191,17 +192,22 @@ enum Framing {
 
 /// A parsed response head.
 pub struct Head {
+    /// Status and headers; no headers when they are in `raw`.
     pub parts: response::Parts,
     framing: Framing,
     keep_alive: bool,
+    /// The headers as the upstream's lines, when asked for and possible.
+    raw: Option<RawHeaders>,
 }
 
 /// Writes `head` and reads the response head. `head_request` says the
-/// request was a HEAD (whose answer has no body whatever it declares).
+/// request was a HEAD (whose answer has no body whatever it declares);
+/// `pass` asks for the headers as [`RawHeaders`] where the head allows.
 pub async fn exchange(
     conn: &mut RawConn,
     head: &[u8],
     head_request: bool,
+    pass: bool,
 ) -> Result<Head, ExchangeError> {
     if let Err(e) = conn.io.write_all(head).await {
         return Err(ExchangeError::Closed(Some(e)));
@@ -210,7 +216,7 @@ pub async fn exchange(
     loop {
         if !conn.buf.is_empty() {
             received_any = true;
-            if let Some(head) = parse_head(&mut conn.buf, head_request)? {
+            if let Some(head) = parse_head(&mut conn.buf, head_request, pass)? {
                 return Ok(head);
             }
         }
@@ -228,180 +234,6 @@ pub async fn exchange(
     }
 }
 
-/// Parses a complete head off the front of `buf`, skipping interim (1xx)
-/// answers; `None` when more bytes are needed.
-fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, ExchangeError> {
-    loop {
-        // Where each kept header's name and value lie in the head, so that
-        // the head is split off the read buffer before the header map is
-        // built: values then share the buffer instead of a copy of the head.
-        let mut spans = [[0u32; 4]; MAX_HEADERS];
-        let (len, status, http10, connection, count) = {
-            // Uninitialized slots: zeroing 128 headers per answer would cost
-            // more than parsing a typical head.
-            let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-            let mut resp = httparse::Response::new(&mut []);
-            let parsed = httparse::ParserConfig::default()
-                .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
-            let len = match parsed {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                    return Err(ExchangeError::Invalid("response head over 64 KiB"));
-                }
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
-            };
-            let code = resp.code.unwrap_or(0);
-            let status = StatusCode::from_u16(code)
-                .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(ExchangeError::Invalid(
-                    "upstream switched protocols without being asked",
-                ));
-            }
-            if status.is_informational() {
-                // 100 Continue, 103 Early Hints...: not for this client.
-                buf.advance(len);
-                continue;
-            }
-            let connection = Connection::of(resp.headers);
-            let base = buf.as_ptr() as usize;
-            let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-            let mut count = 0;
-            for h in resp.headers.iter() {
-                // Hop-by-hop headers the proxy would only remove again. A
-                // `connection` naming other headers stays, for the proxy's
-                // hop-by-hop rule to remove what it names.
-                if h.name.eq_ignore_ascii_case("keep-alive")
-                    || (connection.plain && h.name.eq_ignore_ascii_case("connection"))
-                {
-                    continue;
-                }
-                let name = h.name.as_bytes();
-                spans[count] = [
-                    at(name),
-                    name.len() as u32,
-                    at(h.value),
-                    h.value.len() as u32,
-                ];
-                count += 1;
-            }
-            (len, status, resp.version == Some(0), connection, count)
-        };
-        let head = buf.split_to(len).freeze();
-        // Room for the headers the proxy adds on the way back.
-        let mut map = HeaderMap::with_capacity(count + 4);
-        for &[name_at, name_len, value_at, value_len] in &spans[..count] {
-            let (name_at, value_at) = (name_at as usize, value_at as usize);
-            let name = HeaderName::from_bytes(&head[name_at..name_at + name_len as usize])
-                .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
-            let value =
-                HeaderValue::from_maybe_shared(head.slice(value_at..value_at + value_len as usize))
-                    .map_err(|_| ExchangeError::Invalid("invalid header value"))?;
-            map.append(name, value);
-        }
-        let (framing, mut keep_alive) = framing(&map, status, head_request)?;
-        keep_alive &= if http10 {
-            connection.keep_alive
-        } else {
-            !connection.close
-        };
-        let (mut parts, ()) = http::Response::new(()).into_parts();
-        parts.status = status;
-        parts.version = Version::HTTP_11;
-        parts.headers = map;
-        return Ok(Some(Head {
-            parts,
-            framing,
-            keep_alive,
-        }));
-    }
-}
-
-/// The body's framing, and whether the framing allows reusing the connection.
-fn framing(
-    map: &HeaderMap,
-    status: StatusCode,
-    head_request: bool,
-) -> Result<(Framing, bool), ExchangeError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Framing::Done, true));
-    }
-    let te = map.get_all(header::TRANSFER_ENCODING);
-    let has_cl = map.contains_key(header::CONTENT_LENGTH);
-    if te.iter().next().is_some() {
-        if has_cl {
-            // Response splitting or a confused upstream (RFC 9112 section 6.1).
-            return Err(ExchangeError::Invalid(
-                "both transfer-encoding and content-length",
-            ));
-        }
-        let last = te
-            .iter()
-            .next_back()
-            .map(HeaderValue::as_bytes)
-            .unwrap_or(b"");
-        let final_chunked = last
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if final_chunked {
-            (Framing::Chunked(Chunk::START), true)
-        } else {
-            (Framing::UntilClose, false)
-        });
-    }
-    if has_cl {
-        let mut len = None;
-        for v in map.get_all(header::CONTENT_LENGTH) {
-            let n = std::str::from_utf8(v.as_bytes())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(ExchangeError::Invalid("invalid content-length"))?;
-            if len.is_some_and(|l| l != n) {
-                return Err(ExchangeError::Invalid("differing content-lengths"));
-            }
-            len = Some(n);
-        }
-        return Ok(match len {
-            Some(0) | None => (Framing::Done, true),
-            Some(n) => (Framing::Length(n), true),
-        });
-    }
-    Ok((Framing::UntilClose, false))
-}
-
-/// What the `connection` header(s) of an answer say.
-#[derive(Debug, Default)]
-struct Connection {
-    close: bool,
-    keep_alive: bool,
-    /// Only `close` and `keep-alive` (or no header): nothing else to remove.
-    plain: bool,
-}
-
-impl Connection {
-    fn of(headers: &[httparse::Header<'_>]) -> Connection {
-        let mut c = Connection {
-            plain: true,
-            ..Connection::default()
-        };
-        let values = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"));
-        for token in values.flat_map(|h| h.value.split(|&b| b == b',')) {
-            match token.trim_ascii() {
-                t if t.eq_ignore_ascii_case(b"close") => c.close = true,
-                t if t.eq_ignore_ascii_case(b"keep-alive") => c.keep_alive = true,
-                b"" => {}
-                _ => c.plain = false,
-            }
-        }
-        c
-    }
-}
-
 /// The response body, read off the connection as it is polled. The
 /// connection returns to `home`'s idle list once the body has been read in
 /// full, if the upstream keeps it alive.
@@ -410,6 +242,9 @@ pub struct RawBody {
     framing: Framing,
     keep_alive: bool,
     home: Home,
+    /// The answer's headers, when they pass through as lines: carried with
+    /// the body to the server that writes the answer.
+    headers: Option<RawHeaders>,
 }
 
 impl RawBody {
@@ -420,6 +255,7 @@ impl RawBody {
             framing: head.framing,
             keep_alive: head.keep_alive,
             home,
+            headers: head.raw,
         };
         if body.framing == Framing::Done {
             body.release();
@@ -444,6 +280,11 @@ impl RawBody {
 
     pub fn is_end_stream(&self) -> bool {
         self.framing == Framing::Done
+    }
+
+    /// The answer's headers, if they pass through as lines (see [`RawHeaders`]).
+    pub fn take_headers(&mut self) -> Option<RawHeaders> {
+        self.headers.take()
     }
 
     pub fn size_hint(&self) -> http_body::SizeHint {
@@ -542,5 +383,6 @@ pub enum BodyError {
     BadChunk,
 }
 
+mod head;
 #[cfg(test)]
 mod tests;

@@ -84,7 +84,7 @@ pub async fn serve(
         let head_request = head.req.method() == Method::HEAD;
         // Pinned where it is made: the request's future is a few KiB, and
         // handing it to `serve_watching` by value would copy it.
-        let handling = std::pin::pin!(proxy.handle(head.req, down));
+        let handling = std::pin::pin!(proxy.handle_passing_head(head.req, down));
         let Some(resp) = serve_watching(io, &mut buf, handling).await else {
             // The client went away: the request is dropped with its upstream exchange.
             return Ended::Closed;

@@ -45,6 +45,13 @@ pub(super) async fn respond(
     out.extend_from_slice(b"\r\n");
     let mut declared: Option<u64> = None;
     let mut has_date = false;
+    if let Some(raw) = body.take_raw_headers() {
+        // The upstream's lines, but for names the proxy set (as an `insert`
+        // into a full map would have it). A 204's length never gets here.
+        declared = raw.declared;
+        has_date = raw.has_date;
+        raw.write_to(out, &parts.headers);
+    }
     for (name, value) in &parts.headers {
         if name == header::CONTENT_LENGTH {
             // Never on a 1xx or 204 (RFC 9110 section 8.6).

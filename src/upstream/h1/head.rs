@@ -1,0 +1,401 @@
+//! Reading an upstream's response head: one httparse pass, the head split
+//! off the read buffer, and its headers either built into a header map or
+//! kept as the upstream's own lines ([`RawHeaders`]).
+//!
+//! Why the lines: building a header map from a head, and writing the map out
+//! again, is most of what a small answer costs the proxy. When whoever serves
+//! the client writes the answer itself (the lean path) and nothing on the way
+//! reads the headers, the head passes through as lines instead — rewritten
+//! in place as `name: value\r\n` with lowercase names, so the client sees
+//! what it would see from the map. A head with anything the proxy must act
+//! on (a `connection` naming other headers, `upgrade`, `trailer`, `te`,
+//! several or unreadable lengths) is built into a map as before.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{StatusCode, Version};
+use std::mem::MaybeUninit;
+
+use super::{ExchangeError, Framing, Head, MAX_HEAD, MAX_HEADERS};
+use crate::chunked::Chunk;
+
+/// An answer's headers as the upstream sent them, for a server that writes
+/// the answer itself: `name: value\r\n` lines, names lowercase, without the
+/// hop-by-hop headers the proxy removes and without `transfer-encoding`
+/// (the server frames the body itself).
+///
+/// While an answer carries these, its header map holds only what the proxy
+/// set on it; those names replace the upstream's lines of the same name, as
+/// an `insert` into a full map would.
+#[derive(Debug, Clone)]
+pub struct RawHeaders {
+    lines: Bytes,
+    /// The answer's `content-length`, when it has one.
+    pub declared: Option<u64>,
+    /// The lines include a `date`.
+    pub has_date: bool,
+}
+
+impl RawHeaders {
+    /// All the lines, each ending in CRLF.
+    pub fn bytes(&self) -> &[u8] {
+        &self.lines
+    }
+
+    /// Appends the lines to `out`, but for names the proxy set itself in
+    /// `replaced` (the answer's header map), whose lines replace these.
+    pub fn write_to(&self, out: &mut Vec<u8>, replaced: &HeaderMap) {
+        if replaced.is_empty() {
+            out.extend_from_slice(&self.lines);
+            return;
+        }
+        for line in self.lines() {
+            let named = |k: &HeaderName| {
+                let k = k.as_str().as_bytes();
+                line.len() > k.len() && line[k.len()] == b':' && line.starts_with(k)
+            };
+            if !replaced.keys().any(named) {
+                out.extend_from_slice(line);
+            }
+        }
+    }
+
+    /// Each line, CRLF included.
+    fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        memchr::memchr_iter(b'\n', &self.lines).map(move |end| {
+            let line = &self.lines[start..=end];
+            start = end + 1;
+            line
+        })
+    }
+
+    /// Each header's name and value, for code that needs them one by one.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.lines().map(|line| {
+            let colon = memchr::memchr(b':', line).unwrap_or(0);
+            (&line[..colon], &line[colon + 2..line.len() - 2])
+        })
+    }
+}
+
+/// What a header means to the proxy as the head is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Plain,
+    Date,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    /// A hop-by-hop header the proxy acts on: keeps the head in a map.
+    OtherHop,
+}
+
+impl Kind {
+    fn of(name: &str) -> Kind {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            2 if is("te") => Kind::OtherHop,
+            4 if is("date") => Kind::Date,
+            6 if is("expect") => Kind::OtherHop,
+            7 if is("trailer") || is("upgrade") => Kind::OtherHop,
+            10 if is("connection") => Kind::Connection,
+            10 if is("keep-alive") => Kind::KeepAlive,
+            14 if is("content-length") => Kind::ContentLength,
+            16 if is("proxy-connection") => Kind::OtherHop,
+            17 if is("transfer-encoding") => Kind::TransferEncoding,
+            _ => Kind::Plain,
+        }
+    }
+}
+
+/// What the `connection` header(s) of an answer say.
+#[derive(Debug, Default)]
+struct Connection {
+    close: bool,
+    keep_alive: bool,
+    /// Only `close` and `keep-alive` (or no header): nothing else to remove.
+    plain: bool,
+}
+
+impl Connection {
+    fn of(headers: &[httparse::Header<'_>]) -> Connection {
+        let mut c = Connection {
+            plain: true,
+            ..Connection::default()
+        };
+        let values = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"));
+        for token in values.flat_map(|h| h.value.split(|&b| b == b',')) {
+            match token.trim_ascii() {
+                t if t.eq_ignore_ascii_case(b"close") => c.close = true,
+                t if t.eq_ignore_ascii_case(b"keep-alive") => c.keep_alive = true,
+                b"" => {}
+                _ => c.plain = false,
+            }
+        }
+        c
+    }
+}
+
+/// Where a header's name and value lie in the head (which is at most
+/// [`MAX_HEAD`] long), and where it goes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    name: u32,
+    value: u32,
+    name_len: u16,
+    value_len: u16,
+    /// [`UNMAPPED`] and [`UNPASSED`] bits.
+    skip: u8,
+}
+
+/// Left out of a map (and of the lines): `keep-alive`, a plain `connection`.
+const UNMAPPED: u8 = 1;
+/// Left out of the lines: `transfer-encoding`, as the server frames the body.
+const UNPASSED: u8 = 2;
+
+/// What the first pass learnt of a complete head.
+struct Read {
+    len: usize,
+    status: StatusCode,
+    framing: Framing,
+    keep_alive: bool,
+    /// Lines to pass through, when the head may pass (see [`RawHeaders`]).
+    raw: Option<(Option<u64>, bool)>,
+    count: usize,
+}
+
+/// Parses a complete head off the front of `buf`, skipping interim (1xx)
+/// answers; `None` when more bytes are needed. `pass` asks for the headers
+/// as [`RawHeaders`] where the head allows it.
+pub(super) fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    pass: bool,
+) -> Result<Option<Head>, ExchangeError> {
+    loop {
+        // Where each header lies, so that the head is split off the read
+        // buffer before its headers are built: values then share the buffer
+        // instead of a copy of the head.
+        let mut spans = [Span::default(); MAX_HEADERS];
+        let read = match read(buf, head_request, pass, &mut spans)? {
+            Some(Some(read)) => read,
+            // An interim answer, skipped.
+            Some(None) => continue,
+            None => return Ok(None),
+        };
+        let mut head = buf.split_to(read.len);
+        let spans = &spans[..read.count];
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = read.status;
+        parts.version = Version::HTTP_11;
+        let mut raw = None;
+        if let Some((declared, has_date)) = read.raw
+            && let Some(end) = compact(&mut head, spans, read.len)
+        {
+            head.truncate(end);
+            raw = Some(RawHeaders {
+                lines: head.freeze(),
+                declared,
+                has_date,
+            });
+        } else {
+            parts.headers = map(&head.freeze(), spans)?;
+        }
+        return Ok(Some(Head {
+            parts,
+            framing: read.framing,
+            keep_alive: read.keep_alive,
+            raw,
+        }));
+    }
+}
+
+/// The first pass over a head at the front of `buf`: `None` when incomplete,
+/// `Some(None)` for an interim answer (advanced past).
+fn read(
+    buf: &mut BytesMut,
+    head_request: bool,
+    pass: bool,
+    spans: &mut [Span; MAX_HEADERS],
+) -> Result<Option<Option<Read>>, ExchangeError> {
+    // Uninitialized slots: zeroing 128 headers per answer would cost more
+    // than parsing a typical head.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+        Ok(_) => return Err(ExchangeError::Invalid("response head over 64 KiB")),
+        Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+    };
+    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
+        .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(ExchangeError::Invalid(
+            "upstream switched protocols without being asked",
+        ));
+    }
+    if status.is_informational() {
+        // 100 Continue, 103 Early Hints...: not for this client.
+        bytes::Buf::advance(buf, len);
+        return Ok(Some(None));
+    }
+    let connection = Connection::of(resp.headers);
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+    let mut passes = pass && connection.plain;
+    let (mut lengths, mut length, mut bad_length) = (0, None, None);
+    let (mut chunked, mut te) = (false, false);
+    let mut has_date = false;
+    for (i, h) in resp.headers.iter().enumerate() {
+        let name = at(h.name.as_bytes());
+        let span = &mut spans[i];
+        *span = Span {
+            name,
+            // An empty value's place is right after the colon, wherever
+            // its (empty) slice points.
+            value: match h.value.is_empty() {
+                true => name + h.name.len() as u32 + 1,
+                false => at(h.value),
+            },
+            // Both within a head of at most MAX_HEAD (64 KiB) bytes.
+            name_len: h.name.len() as u16,
+            value_len: h.value.len() as u16,
+            skip: 0,
+        };
+        match Kind::of(h.name) {
+            Kind::Plain => {}
+            Kind::Date => has_date = true,
+            Kind::ContentLength => {
+                lengths += 1;
+                let n = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|s| s.parse::<u64>().ok());
+                match (n, length) {
+                    (Some(n), Some(l)) if n != l => {
+                        bad_length = bad_length.or(Some("differing content-lengths"));
+                    }
+                    (Some(n), _) => length = Some(n),
+                    (None, _) => bad_length = Some("invalid content-length"),
+                }
+            }
+            Kind::TransferEncoding => {
+                te = true;
+                span.skip = UNPASSED;
+                // Only the final coding of the last header decides.
+                chunked = h
+                    .value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Kind::Connection if connection.plain => span.skip = UNMAPPED,
+            Kind::Connection => {}
+            Kind::KeepAlive => span.skip = UNMAPPED,
+            Kind::OtherHop => passes = false,
+        }
+    }
+    // RFC 9112 section 6.3.
+    let (framing, framed) =
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            (Framing::Done, true)
+        } else if te {
+            if lengths > 0 {
+                // Response splitting or a confused upstream (RFC 9112 section 6.1).
+                return Err(ExchangeError::Invalid(
+                    "both transfer-encoding and content-length",
+                ));
+            }
+            match chunked {
+                true => (Framing::Chunked(Chunk::START), true),
+                false => (Framing::UntilClose, false),
+            }
+        } else if lengths > 0 {
+            if let Some(bad) = bad_length {
+                return Err(ExchangeError::Invalid(bad));
+            }
+            match length {
+                Some(0) | None => (Framing::Done, true),
+                Some(n) => (Framing::Length(n), true),
+            }
+        } else {
+            (Framing::UntilClose, false)
+        };
+    let http10 = resp.version == Some(0);
+    let keep_alive = framed
+        && if http10 {
+            connection.keep_alive
+        } else {
+            !connection.close
+        };
+    // One readable length at most, and none on a 204 (which the client
+    // must not be told of): anything else is the map's to sort out.
+    passes &=
+        lengths <= 1 && bad_length.is_none() && !(lengths > 0 && status == StatusCode::NO_CONTENT);
+    Ok(Some(Some(Read {
+        len,
+        status,
+        framing,
+        keep_alive,
+        raw: passes.then_some((length, has_date)),
+        count: resp.headers.len(),
+    })))
+}
+
+/// Rewrites the head's kept headers in place, from its start, as
+/// `name: value\r\n` lines with lowercase names; the end of the lines.
+/// `None` (and the head untouched) when a line would not fit: a rewritten
+/// line is at most two bytes longer than an odd original (`name:value\n`),
+/// which the status line's room makes up for in all but freak heads.
+fn compact(head: &mut BytesMut, spans: &[Span], len: usize) -> Option<usize> {
+    // Check first, so a head that does not fit is left whole for the map.
+    let line_end = |i: usize| spans.get(i + 1).map_or(len, |s| s.name as usize);
+    let mut w = 0;
+    for (i, s) in spans.iter().enumerate() {
+        if s.skip != 0 {
+            continue;
+        }
+        let (name_len, value_len) = (s.name_len as usize, s.value_len as usize);
+        if w + name_len + 2 > s.value as usize || w + name_len + value_len + 4 > line_end(i) {
+            return None;
+        }
+        w += name_len + value_len + 4;
+    }
+    let mut w = 0;
+    for s in spans.iter().filter(|s| s.skip == 0) {
+        let (name, value) = (s.name as usize, s.value as usize);
+        let (name_len, value_len) = (s.name_len as usize, s.value_len as usize);
+        head.copy_within(name..name + name_len, w);
+        head[w..w + name_len].make_ascii_lowercase();
+        w += name_len;
+        head[w..w + 2].copy_from_slice(b": ");
+        w += 2;
+        head.copy_within(value..value + value_len, w);
+        w += value_len;
+        head[w..w + 2].copy_from_slice(b"\r\n");
+        w += 2;
+    }
+    Some(w)
+}
+
+/// The head's headers as a map, but for those [`UNMAPPED`].
+fn map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ExchangeError> {
+    // Room for the headers the proxy adds on the way back.
+    let mut map = HeaderMap::with_capacity(spans.len() + 4);
+    for s in spans.iter().filter(|s| s.skip & UNMAPPED == 0) {
+        let (name, value) = (s.name as usize, s.value as usize);
+        let name = HeaderName::from_bytes(&head[name..name + s.name_len as usize])
+            .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value..value + s.value_len as usize))
+            .map_err(|_| ExchangeError::Invalid("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
