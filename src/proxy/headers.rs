@@ -151,14 +151,35 @@ fn is_sane_request_id(v: &[u8]) -> bool {
 
 /// 128 random bits as 32 lowercase hex digits.
 pub fn generate_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
-    let mut buf = [0u8; 32];
-    for b in buf.iter_mut().rev() {
-        *b = HEX[(n & 15) as usize];
-        n >>= 4;
+    /// Each byte's two lowercase hex digits.
+    const HEX: [[u8; 2]; 256] = {
+        let digits = b"0123456789abcdef";
+        let mut t = [[0; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = [digits[i >> 4], digits[i & 15]];
+            i += 1;
+        }
+        t
+    };
+    /// Ids cut from one buffer: an allocation per this many ids, not per id.
+    const PER_SLAB: usize = 128;
+    thread_local! {
+        static SLAB: std::cell::RefCell<bytes::BytesMut> = std::cell::RefCell::default();
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    let mut id = [0u8; 32];
+    for (pair, byte) in id.chunks_exact_mut(2).zip(fastrand::u128(..).to_be_bytes()) {
+        pair.copy_from_slice(&HEX[usize::from(byte)]);
+    }
+    let bytes = SLAB.with(|slab| {
+        let mut slab = slab.borrow_mut();
+        if slab.capacity() < id.len() {
+            *slab = bytes::BytesMut::with_capacity(id.len() * PER_SLAB);
+        }
+        slab.extend_from_slice(&id);
+        slab.split().freeze()
+    });
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 /// The client's address as a header value, made once per connection.
@@ -245,6 +266,29 @@ mod tests {
         let a = generate_request_id();
         assert_eq!(a.len(), 32);
         assert_ne!(a, generate_request_id());
+    }
+
+    #[test]
+    fn generated_ids_share_buffers_but_never_change() {
+        // More than one buffer's worth: ids made later, in the same buffer or
+        // a new one, leave the earlier ones as they were.
+        let ids: Vec<(HeaderValue, String)> = (0..300)
+            .map(|_| {
+                let id = generate_request_id();
+                let text = id.to_str().unwrap().to_owned();
+                (id, text)
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for (id, text) in &ids {
+            assert_eq!(id.to_str().unwrap(), text);
+            assert_eq!(text.len(), 32);
+            assert!(
+                text.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(text.clone()), "{text} twice");
+        }
     }
 
     #[test]
