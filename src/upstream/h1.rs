@@ -53,18 +53,19 @@ pub struct RawConn {
 }
 
 impl RawConn {
-    /// Connects, bounded by `timeout`.
-    pub async fn connect(authority: &str, timeout: Duration) -> Result<RawConn, ConnectError> {
+    /// Connects, bounded by `timeout`. Boxed: a connection outlives many
+    /// requests, and the answer body holding it is moved with each answer.
+    pub async fn connect(authority: &str, timeout: Duration) -> Result<Box<RawConn>, ConnectError> {
         let io = match tokio::time::timeout(timeout, TcpStream::connect(authority)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(ConnectError::Refused(e)),
             Err(_) => return Err(ConnectError::TimedOut),
         };
         let _ = io.set_nodelay(true);
-        Ok(RawConn {
+        Ok(Box::new(RawConn {
             io,
             buf: BytesMut::with_capacity(IDLE_BUF),
-        })
+        }))
     }
 
     /// False when the upstream closed the connection (or sent stray bytes)
@@ -114,17 +115,17 @@ pub enum ExchangeError {
 
 /// A target's idle raw connections.
 #[derive(Debug, Default)]
-pub struct RawIdle(Mutex<Vec<(RawConn, Instant)>>);
+pub struct RawIdle(Mutex<Vec<(Box<RawConn>, Instant)>>);
 
 impl RawIdle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(RawConn, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Box<RawConn>, Instant)>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A connection the upstream has not closed, if one is idle.
-    pub fn take(&self) -> Option<RawConn> {
+    pub fn take(&self) -> Option<Box<RawConn>> {
         loop {
             let (conn, since) = self.lock().pop()?;
             if since.elapsed() < IDLE_TIMEOUT && conn.still_open() {
@@ -133,7 +134,7 @@ impl RawIdle {
         }
     }
 
-    fn put(&self, conn: RawConn) {
+    fn put(&self, conn: Box<RawConn>) {
         let mut list = self.lock();
         if list.len() < MAX_IDLE_PER_TARGET {
             list.push((conn, Instant::now()));
@@ -238,7 +239,7 @@ pub async fn exchange(
 /// connection returns to `home`'s idle list once the body has been read in
 /// full, if the upstream keeps it alive.
 pub struct RawBody {
-    conn: Option<RawConn>,
+    conn: Option<Box<RawConn>>,
     framing: Framing,
     keep_alive: bool,
     home: Home,
@@ -249,7 +250,7 @@ pub struct RawBody {
 
 impl RawBody {
     /// Splits a response into its head and its body, read off `conn`.
-    pub fn new(conn: RawConn, head: Head, home: Home) -> (response::Parts, RawBody) {
+    pub fn new(conn: Box<RawConn>, head: Head, home: Home) -> (response::Parts, RawBody) {
         let mut body = RawBody {
             conn: Some(conn),
             framing: head.framing,

@@ -48,7 +48,7 @@ pub(super) async fn respond(
     if let Some(raw) = body.take_raw_headers() {
         // The upstream's lines, but for names the proxy set (as an `insert`
         // into a full map would have it). A 204's length never gets here.
-        declared = raw.declared;
+        declared = raw.declared();
         has_date = raw.has_date;
         raw.write_to(out, &parts.headers);
     }

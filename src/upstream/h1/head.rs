@@ -30,13 +30,23 @@ use crate::chunked::Chunk;
 #[derive(Debug, Clone)]
 pub struct RawHeaders {
     lines: Bytes,
-    /// The answer's `content-length`, when it has one.
-    pub declared: Option<u64>,
+    /// The answer's `content-length`, [`NO_LENGTH`] when it has none: kept
+    /// small, as the answer carrying these is moved a few times.
+    length: u64,
     /// The lines include a `date`.
     pub has_date: bool,
 }
 
+/// [`RawHeaders`] without a `content-length` (a length `http` could not
+/// represent in a header map anyway would be refused on reading).
+const NO_LENGTH: u64 = u64::MAX;
+
 impl RawHeaders {
+    /// The answer's `content-length`, when it has one.
+    pub fn declared(&self) -> Option<u64> {
+        (self.length != NO_LENGTH).then_some(self.length)
+    }
+
     /// All the lines, each ending in CRLF.
     pub fn bytes(&self) -> &[u8] {
         &self.lines
@@ -199,7 +209,7 @@ pub(super) fn parse_head(
             head.truncate(end);
             raw = Some(RawHeaders {
                 lines: head.freeze(),
-                declared,
+                length: declared.unwrap_or(NO_LENGTH),
                 has_date,
             });
         } else {
@@ -337,8 +347,10 @@ fn read(
         };
     // One readable length at most, and none on a 204 (which the client
     // must not be told of): anything else is the map's to sort out.
-    passes &=
-        lengths <= 1 && bad_length.is_none() && !(lengths > 0 && status == StatusCode::NO_CONTENT);
+    passes &= lengths <= 1
+        && bad_length.is_none()
+        && length != Some(NO_LENGTH)
+        && !(lengths > 0 && status == StatusCode::NO_CONTENT);
     Ok(Some(Some(Read {
         len,
         status,
