@@ -20,7 +20,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// bodiless HTTP/1.1 request read by [`crate::server::lean`]).
 #[derive(Debug)]
 pub enum Inbound {
-    Hyper(hyper::body::Incoming),
+    /// Boxed: the request carrying it is moved a few times on its way.
+    Hyper(Box<hyper::body::Incoming>),
     Empty,
 }
 
@@ -33,7 +34,7 @@ impl Body for Inbound {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            Inbound::Hyper(b) => Pin::new(b).poll_frame(cx),
+            Inbound::Hyper(b) => Pin::new(&mut **b).poll_frame(cx),
             Inbound::Empty => Poll::Ready(None),
         }
     }

@@ -395,7 +395,7 @@ async fn send_with_body(
         },
     };
     let driver = active.into_driver(home);
-    Ok(response.map(|b| UpstreamBody::Hyper(b, Some(driver))))
+    Ok(response.map(|b| UpstreamBody::Hyper(b, Some(Box::new(driver)))))
 }
 
 fn classify(e: SendError, upstream: &str) -> ProxyError {

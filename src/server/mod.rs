@@ -288,7 +288,13 @@ async fn serve_connection(
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
         let down = down.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req.map(Inbound::Hyper), &down).await) }
+        async move {
+            Ok::<_, Infallible>(
+                proxy
+                    .handle(req.map(|b| Inbound::Hyper(Box::new(b))), &down)
+                    .await,
+            )
+        }
     });
     let served = if h2 {
         drive(builders.h2.serve_connection(io, service), &mut stop).await

@@ -16,7 +16,7 @@ use crate::proxy::body::BoxError;
 pub enum UpstreamBody {
     /// From hyper's client; the driver is `None` for connections with a
     /// task of their own (upgrades) and once released.
-    Hyper(Incoming, Option<Driver>),
+    Hyper(Incoming, Option<Box<Driver>>),
     /// From the lean client for bodiless requests.
     Raw(RawBody),
 }

@@ -50,6 +50,10 @@ pub struct RawConn {
     io: TcpStream,
     /// Bytes read and not yet used.
     buf: BytesMut,
+    /// The answer being read leaves the connection fit for another request
+    /// (its framing and `connection` header allow it). Kept here rather than
+    /// with the body: the body is moved with every answer, this box is not.
+    reusable: bool,
 }
 
 impl RawConn {
@@ -65,6 +69,7 @@ impl RawConn {
         Ok(Box::new(RawConn {
             io,
             buf: BytesMut::with_capacity(IDLE_BUF),
+            reusable: false,
         }))
     }
 
@@ -241,7 +246,6 @@ pub async fn exchange(
 pub struct RawBody {
     conn: Option<Box<RawConn>>,
     framing: Framing,
-    keep_alive: bool,
     home: Home,
     /// The answer's headers, when they pass through as lines: carried with
     /// the body to the server that writes the answer.
@@ -250,11 +254,11 @@ pub struct RawBody {
 
 impl RawBody {
     /// Splits a response into its head and its body, read off `conn`.
-    pub fn new(conn: Box<RawConn>, head: Head, home: Home) -> (response::Parts, RawBody) {
+    pub fn new(mut conn: Box<RawConn>, head: Head, home: Home) -> (response::Parts, RawBody) {
+        conn.reusable = head.keep_alive;
         let mut body = RawBody {
             conn: Some(conn),
             framing: head.framing,
-            keep_alive: head.keep_alive,
             home,
             headers: head.raw,
         };
@@ -268,7 +272,7 @@ impl RawBody {
     fn release(&mut self) {
         self.framing = Framing::Done;
         if let Some(mut conn) = self.conn.take()
-            && self.keep_alive
+            && conn.reusable
             && conn.buf.is_empty()
         {
             if conn.buf.capacity() > IDLE_BUF {
@@ -355,7 +359,7 @@ impl RawBody {
             // Need more bytes.
             match ready!(conn.poll_fill(cx)) {
                 Ok(0) if this.framing == Framing::UntilClose => {
-                    this.keep_alive = false;
+                    conn.reusable = false;
                     this.release();
                     return Poll::Ready(None);
                 }
