@@ -55,19 +55,26 @@ impl RawHeaders {
     /// Appends the lines to `out`, but for names the proxy set itself in
     /// `replaced` (the answer's header map), whose lines replace these.
     pub fn write_to(&self, out: &mut Vec<u8>, replaced: &HeaderMap) {
-        if replaced.is_empty() {
+        // The common case: the upstream sent none of the proxy's names.
+        if !replaced.keys().any(|k| self.has(k)) {
             out.extend_from_slice(&self.lines);
             return;
         }
         for line in self.lines() {
-            let named = |k: &HeaderName| {
-                let k = k.as_str().as_bytes();
-                line.len() > k.len() && line[k.len()] == b':' && line.starts_with(k)
-            };
-            if !replaced.keys().any(named) {
+            if !replaced.keys().any(|k| named(line, k.as_str().as_bytes())) {
                 out.extend_from_slice(line);
             }
         }
+    }
+
+    /// Whether a line is `name`'s.
+    fn has(&self, name: &HeaderName) -> bool {
+        let name = name.as_str().as_bytes();
+        let lines = &self.lines[..];
+        let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', lines).map(|i| i + 1));
+        starts
+            .take_while(|&at| at < lines.len())
+            .any(|at| named(&lines[at..], name))
     }
 
     /// Each line, CRLF included.
@@ -87,6 +94,11 @@ impl RawHeaders {
             (&line[..colon], &line[colon + 2..line.len() - 2])
         })
     }
+}
+
+/// Whether `line` (or the lines starting there) is a header line of `name`.
+fn named(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len() && line[name.len()] == b':' && line.starts_with(name)
 }
 
 /// What a header means to the proxy as the head is read.

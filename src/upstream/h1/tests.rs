@@ -256,6 +256,23 @@ fn names_the_proxy_set_replace_the_upstreams_lines() {
     out.clear();
     raw.write_to(&mut out, &http::HeaderMap::new());
     assert_eq!(out, raw.bytes());
+    // A name the upstream did not send (`x-request-idx` is not it), and one
+    // it sent mid-head.
+    for (head, want) in [
+        (
+            "HTTP/1.1 200 OK\r\nx-request-idx: 1\r\ncontent-length: 0\r\n\r\n",
+            &b"x-request-idx: 1\r\ncontent-length: 0\r\n"[..],
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nserver: s\r\nX-Request-Id: up\r\ncontent-length: 0\r\n\r\n",
+            &b"server: s\r\ncontent-length: 0\r\n"[..],
+        ),
+    ] {
+        let (_, passed, _, _) = both(head, false);
+        out.clear();
+        passed.raw.expect("passed").write_to(&mut out, &set);
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
+    }
 }
 
 mod passing {
