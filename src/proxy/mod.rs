@@ -341,7 +341,8 @@ impl Proxy {
                         Box::pin(hold_replayable(&parts, body, server.max_request_body)).await?;
                 }
                 let (body, tripped) = forward::client_body(&parts, body, server.max_request_body);
-                let started = Instant::now();
+                // Timed only for a shift's window.
+                let started = shifted.map(|_| Instant::now());
                 let sent = match replay {
                     None => attempt(snap, upstream, parts, body, upstream_path, &how, down).await,
                     replay => {

@@ -110,12 +110,15 @@ pub(super) fn pick_side<'s>(
 /// Tells the shift's window how the side did: time to the response head,
 /// and whether it failed (a 5xx, or no answer). The client's own failures
 /// (a body over the limit, a body that never came) are not the side's.
+/// `started` is when the request went out, timed only when it shifts.
 pub(super) fn record(
     shifted: Option<Shifted<'_>>,
-    started: Instant,
+    started: Option<Instant>,
     sent: &Result<(Response<UpstreamBody>, Lease), ProxyError>,
 ) {
-    let Some(s) = shifted else { return };
+    let (Some(s), Some(started)) = (shifted, started) else {
+        return;
+    };
     let failed = match sent {
         Ok((resp, _)) => resp.status().is_server_error(),
         Err(ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody(_)) => return,
@@ -331,7 +334,8 @@ pub(super) async fn with_fallback(
     let (body, tripped) = forward::client_body(&parts, held, max_body);
     let again = replay.map(|bytes| (bytes, forward::copy_head(&parts), first.path.clone()));
     let idempotent = fallback::is_idempotent(&parts.method);
-    let started = Instant::now();
+    // Timed only for a shift's window.
+    let started = first.shifted.map(|_| Instant::now());
     // Retries on the first upstream come before the fallback.
     let retry_body = again.as_ref().map(|(bytes, _, _)| bytes.clone());
     let sent = attempt_retrying(

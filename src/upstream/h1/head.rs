@@ -142,23 +142,16 @@ struct Connection {
 }
 
 impl Connection {
-    fn of(headers: &[httparse::Header<'_>]) -> Connection {
-        let mut c = Connection {
-            plain: true,
-            ..Connection::default()
-        };
-        let values = headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"));
-        for token in values.flat_map(|h| h.value.split(|&b| b == b',')) {
+    /// Reads one `connection` header's tokens.
+    fn read(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',') {
             match token.trim_ascii() {
-                t if t.eq_ignore_ascii_case(b"close") => c.close = true,
-                t if t.eq_ignore_ascii_case(b"keep-alive") => c.keep_alive = true,
+                t if t.eq_ignore_ascii_case(b"close") => self.close = true,
+                t if t.eq_ignore_ascii_case(b"keep-alive") => self.keep_alive = true,
                 b"" => {}
-                _ => c.plain = false,
+                _ => self.plain = false,
             }
         }
-        c
     }
 }
 
@@ -268,10 +261,13 @@ fn read(
         bytes::Buf::advance(buf, len);
         return Ok(Some(None));
     }
-    let connection = Connection::of(resp.headers);
+    let mut connection = Connection {
+        plain: true,
+        ..Connection::default()
+    };
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut passes = pass && connection.plain;
+    let mut passes = pass;
     let (mut lengths, mut length, mut bad_length) = (0, None, None);
     let (mut chunked, mut te) = (false, false);
     let mut has_date = false;
@@ -318,10 +314,23 @@ fn read(
                     .next()
                     .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
-            Kind::Connection if connection.plain => span.skip = UNMAPPED,
-            Kind::Connection => {}
+            Kind::Connection => {
+                connection.read(h.value);
+                // Left out while it says only `close` or `keep-alive`.
+                span.skip = UNMAPPED;
+            }
             Kind::KeepAlive => span.skip = UNMAPPED,
             Kind::OtherHop => passes = false,
+        }
+    }
+    if !connection.plain {
+        // It names other headers: it stays, for the proxy's hop-by-hop rule
+        // to remove what it names, and the head is the map's.
+        passes = false;
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            if Kind::of(h.name) == Kind::Connection {
+                span.skip = 0;
+            }
         }
     }
     // RFC 9112 section 6.3.
