@@ -34,6 +34,11 @@ const MAX_REQUEST_ID: usize = 128;
 /// `upgrade`, the `upgrade` header survives and `connection: upgrade` is set,
 /// which is how a WebSocket handshake crosses the proxy.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    if headers.is_empty() && !upgrade {
+        // An answer whose headers pass through as lines (see
+        // `upstream::h1::RawHeaders`) has none to strip here.
+        return;
+    }
     // One pass over the names finds which are present: most messages carry
     // none, and most of the rest only `connection`, so only those are
     // looked up again to be removed.
