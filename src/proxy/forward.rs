@@ -43,6 +43,11 @@ pub fn client_body(
     body: ClientBody,
     max_body: u64,
 ) -> (RequestBody, Option<Arc<AtomicBool>>) {
+    if let ClientBody::Streaming(body) = &body
+        && body.is_end_stream()
+    {
+        return (RequestBody::empty(), None);
+    }
     let unbounded = !parts.headers.contains_key(header::CONTENT_LENGTH);
     match body {
         ClientBody::Streaming(body) if body.is_end_stream() => (RequestBody::empty(), None),

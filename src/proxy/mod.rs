@@ -222,13 +222,14 @@ impl Proxy {
         let server = &snap.config.server;
 
         // 1. accept
-        accept(&req, down, call.number, server.max_request_body)?;
+        let client_host = client_host(&req);
+        let has_host = client_host.is_some();
+        accept(&req, down, call.number, server.max_request_body, has_host)?;
 
         // 2. normalize
         let path = path::normalize(req.uri().path(), server.merge_slashes)?;
 
         // 3. match
-        let client_host = client_host(&req);
         let info = RequestInfo {
             method: req.method(),
             path: &path,
@@ -502,11 +503,30 @@ fn accept(
     down: &Downstream,
     number: u32,
     max_body: u64,
+    has_host: bool,
 ) -> Result<(), ProxyError> {
     if down.shared.is_smuggled(number) {
         return Err(ProxyError::Smuggling(
             "the request has both content-length and transfer-encoding",
         ));
+    }
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotSupported(Method::CONNECT));
+    }
+    if !req.uri().path().starts_with('/') {
+        return Err(ProxyError::BadRequest(
+            "the request target must be a path (asterisk-form is not routed)",
+        ));
+    }
+    if req.version() == Version::HTTP_11 && req.uri().authority().is_none() && !has_host {
+        return Err(ProxyError::BadRequest(
+            "HTTP/1.1 requests need a Host header",
+        ));
+    }
+    // Framing headers come only with hyper's requests: the lean path hands
+    // any request with `content-length` or `transfer-encoding` to hyper.
+    if let Inbound::Empty = req.body() {
+        return Ok(());
     }
     // hyper has already refused a transfer-encoding whose last coding is not
     // `chunked`; anything but exactly one `chunked` is an obfuscation or an
@@ -520,22 +540,6 @@ fn accept(
                 .eq_ignore_ascii_case(b"chunked"))
     {
         return Err(ProxyError::Smuggling("unsupported transfer-encoding"));
-    }
-    if req.method() == Method::CONNECT {
-        return Err(ProxyError::MethodNotSupported(Method::CONNECT));
-    }
-    if !req.uri().path().starts_with('/') {
-        return Err(ProxyError::BadRequest(
-            "the request target must be a path (asterisk-form is not routed)",
-        ));
-    }
-    if req.version() == Version::HTTP_11
-        && req.uri().authority().is_none()
-        && !req.headers().contains_key(header::HOST)
-    {
-        return Err(ProxyError::BadRequest(
-            "HTTP/1.1 requests need a Host header",
-        ));
     }
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
         && len
