@@ -297,3 +297,33 @@ async fn an_upstream_head_reaches_the_client_as_hyper_writes_it() {
         (&b"hello"[..], &b"hello"[..])
     );
 }
+
+#[tokio::test]
+async fn a_request_never_carries_headers_of_the_one_before() {
+    // Header maps are reused across requests on a thread: what one request
+    // had must be gone for the next.
+    let b = backend("b").await;
+    let proxy = start(&default_to(&b.url())).await;
+    let (first, mut s) = exchange_keep(
+        proxy.addr,
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Only-First: 1\r\nX-Request-Id: first\r\n\r\n",
+    )
+    .await;
+    assert_eq!(first.json()["headers"]["x-only-first"], "1");
+    for _ in 0..3 {
+        s.write_all(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let next = read_response(&mut s, false).await;
+        let seen = &next.json()["headers"];
+        assert!(seen.get("x-only-first").is_none(), "{seen}");
+        assert_ne!(seen["x-request-id"], "first", "{seen}");
+        let ids: Vec<_> = next
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-request-id")
+            .collect();
+        assert_eq!(ids.len(), 1, "{}", next.head);
+        assert_ne!(ids[0].1, "first");
+    }
+}

@@ -17,6 +17,7 @@ pub mod error;
 pub(crate) mod forward;
 pub mod headers;
 mod sides;
+pub(crate) mod spare;
 mod upgrade;
 
 use std::net::SocketAddr;

@@ -168,6 +168,8 @@ async fn send_on(
         let mut head = forward::Bodiless::direct(&parts, &out)?;
         head.pass_head = how.pass_head;
         drop(out);
+        // The client's head is written out: its map is spare.
+        crate::proxy::spare::give(parts.headers);
         let resp = forward::send_head(
             &lease,
             crate::upstream::Lane::Client,

@@ -3,7 +3,7 @@
 //! the path does not take leaves the buffer as it was, for hyper.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
 use super::{MAX_HEAD, MAX_HEADERS};
@@ -96,7 +96,7 @@ pub(super) fn parse(buf: &mut BytesMut) -> Parsed {
 fn build(head: &Bytes, method: Method, path: (u32, usize), spans: &[[u32; 4]]) -> Option<Head> {
     let slice = |start: u32, len: usize| head.slice(start as usize..start as usize + len);
     let uri = Uri::from_maybe_shared(slice(path.0, path.1)).ok()?;
-    let mut headers = HeaderMap::with_capacity(spans.len() + 6);
+    let mut headers = crate::proxy::spare::take(spans.len() + 6);
     let mut close = false;
     for &[name_at, name_len, value_at, value_len] in spans {
         let raw_name = &head[name_at as usize..(name_at + name_len) as usize];

@@ -69,6 +69,8 @@ pub(super) async fn respond(
         }
         put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
+    // The head is written out: its map is spare.
+    crate::proxy::spare::give(parts.headers);
     if !has_date {
         put_header(out, b"date", &date::now());
     }

@@ -212,6 +212,8 @@ pub(super) fn parse_head(
             && let Some(end) = compact(&mut head, spans, read.len)
         {
             head.truncate(end);
+            // For the few headers the proxy sets on the answer.
+            parts.headers = crate::proxy::spare::take(4);
             raw = Some(RawHeaders {
                 lines: head.freeze(),
                 length: declared.unwrap_or(NO_LENGTH),
@@ -421,7 +423,7 @@ fn compact(head: &mut BytesMut, spans: &[Span], len: usize) -> Option<usize> {
 /// The head's headers as a map, but for those [`UNMAPPED`].
 fn map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ExchangeError> {
     // Room for the headers the proxy adds on the way back.
-    let mut map = HeaderMap::with_capacity(spans.len() + 4);
+    let mut map = crate::proxy::spare::take(spans.len() + 4);
     for s in spans.iter().filter(|s| s.skip & UNMAPPED == 0) {
         let (name, value) = (s.name as usize, s.value as usize);
         let name = HeaderName::from_bytes(&head[name..name + s.name_len as usize])
