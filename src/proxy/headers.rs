@@ -117,6 +117,13 @@ impl NotPassed {
     }
 }
 
+/// The hop-by-hop header names, for tests of code that must agree with
+/// this rule.
+#[cfg(test)]
+pub(crate) fn hop_by_hop_names() -> Vec<String> {
+    HOP_BY_HOP.iter().map(|n| n.as_str().to_owned()).collect()
+}
+
 /// Where `name` (any case) is in [`HOP_BY_HOP`], if it is a hop-by-hop header.
 fn hop_by_hop_index(name: &str) -> Option<usize> {
     HOP_BY_HOP

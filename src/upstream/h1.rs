@@ -388,6 +388,6 @@ pub enum BodyError {
     BadChunk,
 }
 
-mod head;
+pub(super) mod head;
 #[cfg(test)]
 mod tests;

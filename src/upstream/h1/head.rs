@@ -103,7 +103,7 @@ fn named(line: &[u8], name: &[u8]) -> bool {
 
 /// What a header means to the proxy as the head is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Plain,
     Date,
     ContentLength,
@@ -115,18 +115,30 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(name: &str) -> Kind {
-        let is = |n: &str| name.eq_ignore_ascii_case(n);
-        match name.len() {
-            2 if is("te") => Kind::OtherHop,
-            4 if is("date") => Kind::Date,
-            6 if is("expect") => Kind::OtherHop,
-            7 if is("trailer") || is("upgrade") => Kind::OtherHop,
-            10 if is("connection") => Kind::Connection,
-            10 if is("keep-alive") => Kind::KeepAlive,
-            14 if is("content-length") => Kind::ContentLength,
-            16 if is("proxy-connection") => Kind::OtherHop,
-            17 if is("transfer-encoding") => Kind::TransferEncoding,
+    /// `name` is a token (httparse checked it), which makes setting bit
+    /// 0x20 an exact lowercase for comparing with lowercase names of
+    /// letters and `-`: no other token byte maps onto those.
+    pub(super) fn of(name: &str) -> Kind {
+        let name = name.as_bytes();
+        let is = |lower: &[u8]| {
+            name.len() == lower.len()
+                && name
+                    .iter()
+                    .zip(lower)
+                    .fold(0, |d, (a, b)| d | ((a | 0x20) ^ b))
+                    == 0
+        };
+        match (name.len(), name.first().map_or(0, |b| b | 0x20)) {
+            (2, b't') if is(b"te") => Kind::OtherHop,
+            (4, b'd') if is(b"date") => Kind::Date,
+            (6, b'e') if is(b"expect") => Kind::OtherHop,
+            (7, b't') if is(b"trailer") => Kind::OtherHop,
+            (7, b'u') if is(b"upgrade") => Kind::OtherHop,
+            (10, b'c') if is(b"connection") => Kind::Connection,
+            (10, b'k') if is(b"keep-alive") => Kind::KeepAlive,
+            (14, b'c') if is(b"content-length") => Kind::ContentLength,
+            (16, b'p') if is(b"proxy-connection") => Kind::OtherHop,
+            (17, b't') if is(b"transfer-encoding") => Kind::TransferEncoding,
             _ => Kind::Plain,
         }
     }

@@ -361,3 +361,53 @@ mod passing {
         }
     }
 }
+
+mod kinds {
+    use proptest::prelude::*;
+
+    use super::head::Kind;
+
+    const NAMES: [(&str, Kind); 10] = [
+        ("te", Kind::OtherHop),
+        ("date", Kind::Date),
+        ("expect", Kind::OtherHop),
+        ("trailer", Kind::OtherHop),
+        ("upgrade", Kind::OtherHop),
+        ("connection", Kind::Connection),
+        ("keep-alive", Kind::KeepAlive),
+        ("content-length", Kind::ContentLength),
+        ("proxy-connection", Kind::OtherHop),
+        ("transfer-encoding", Kind::TransferEncoding),
+    ];
+
+    /// The same, the slow way.
+    fn reference(name: &str) -> Kind {
+        NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(Kind::Plain, |(_, k)| *k)
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_keeps_a_head_from_passing_as_it_is() {
+        for name in crate::proxy::headers::hop_by_hop_names() {
+            assert_ne!(Kind::of(&name), Kind::Plain, "{name}");
+        }
+    }
+
+    proptest! {
+        /// Any token, and the names themselves in any case.
+        #[test]
+        fn kinds_are_read_case_blind(
+            token in "[!#$%&'*+.^_`|~0-9A-Za-z-]{1,18}",
+            pick in 0..NAMES.len(),
+            case in prop::collection::vec(any::<bool>(), 18),
+        ) {
+            prop_assert_eq!(Kind::of(&token), reference(&token));
+            let name: String = NAMES[pick].0.chars().zip(&case)
+                .map(|(c, &up)| if up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            prop_assert_eq!(Kind::of(&name), NAMES[pick].1);
+        }
+    }
+}
