@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{Compose, Leg, Merge};
 use crate::proxy::Downstream;
-use crate::proxy::body::{RequestBody, ResponseBody};
+use crate::proxy::body::ResponseBody;
 use crate::snapshot::Snapshot;
 use crate::upstream::body::{ReadError, read_bounded};
 use template::Source;
@@ -442,13 +442,13 @@ fn scalar(v: &Value) -> Option<String> {
 async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value), LegFailure> {
     let pool = &call.snap.pools[leg.upstream];
     let lease = pool.pick().ok_or(LegFailure::Unreachable)?;
-    let req = leg_request(leg, call.head);
+    let parts = leg_request(leg, call.head);
     let timeout = leg.timeout.unwrap_or(call.timeout);
-    let (parts, body) = req.into_parts();
-    let req = crate::proxy::forward::build(
-        parts,
-        body,
-        crate::proxy::forward::Outbound {
+    // A leg carries no body: its upstream head is written straight from its
+    // own, as a plain route's bodiless request is.
+    let head = crate::proxy::forward::Bodiless::direct(
+        &parts,
+        &crate::proxy::forward::Outbound {
             lease: &lease,
             path,
             client_host: call.client_host.clone(),
@@ -459,13 +459,13 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
         },
     )
     .map_err(|_| LegFailure::Failed)?;
+    drop(parts);
     let started = tokio::time::Instant::now();
     let connect_timeout = call.snap.config.server.connect_timeout;
-    let resp = crate::proxy::forward::send(
+    let resp = crate::proxy::forward::send_head(
         &lease,
         crate::upstream::Lane::Client,
-        req,
-        false,
+        head,
         timeout,
         connect_timeout,
     )
@@ -502,10 +502,10 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
 /// The leg's request head: its method, the client's end-to-end headers
 /// without those that describe a body (a leg carries none), asking for JSON
 /// in plain (uncompressed) form since the proxy must parse it.
-fn leg_request(leg: &Leg, client: &Parts) -> Request<RequestBody> {
-    let mut req = Request::new(RequestBody::empty());
-    *req.method_mut() = leg.method.clone();
-    let headers = req.headers_mut();
+fn leg_request(leg: &Leg, client: &Parts) -> Parts {
+    let (mut req, ()) = Request::new(()).into_parts();
+    req.method = leg.method.clone();
+    let headers = &mut req.headers;
     *headers = client.headers.clone();
     for h in [
         header::CONTENT_LENGTH,

@@ -37,8 +37,8 @@ pub struct RawHeaders {
     pub has_date: bool,
 }
 
-/// [`RawHeaders`] without a `content-length` (a length `http` could not
-/// represent in a header map anyway would be refused on reading).
+/// [`RawHeaders`] without a `content-length`. A head that declares this very
+/// length is built into a map instead of passed.
 const NO_LENGTH: u64 = u64::MAX;
 
 impl RawHeaders {
