@@ -2,7 +2,27 @@
 //! bytes, shared by the two places that follow it: the smuggling guard, which
 //! skips client request bodies to find the next head, and the lean upstream
 //! client, which decodes response bodies. One implementation, so the two can
-//! never disagree about where a chunked body ends.
+//! never disagree about where a chunked body ends — nor, with
+//! [`ends_chunked`] and [`content_length`], about how the framing headers
+//! that choose it read.
+
+/// Whether a `transfer-encoding` value's final coding is `chunked` (only
+/// the final coding of the last such header frames a message).
+pub fn ends_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// A `content-length` value as a length: ASCII digits only (no sign, no
+/// spaces, no list), within `u64`; `None` for anything else.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+}
 
 /// Where in a chunked body the next byte falls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +148,25 @@ pub fn step(mut state: Chunk, input: &[u8]) -> Result<Step, BadChunk> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framing_header_values_read_strictly() {
+        assert!(ends_chunked(b"chunked"));
+        assert!(ends_chunked(b"gzip, Chunked "));
+        assert!(!ends_chunked(b"chunked, gzip"));
+        assert!(!ends_chunked(b"xchunked"));
+        assert_eq!(content_length(b"42"), Some(42));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"1 ",
+            b"1,1",
+            b"0x10",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(content_length(bad), None, "{bad:?}");
+        }
+    }
 
     /// Decodes `wire` fed in `parts`, returning the data and whether it ended.
     fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, bool), BadChunk> {

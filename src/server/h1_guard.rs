@@ -179,13 +179,9 @@ impl H1Guard {
         let mut upgrade = req.method == Some("CONNECT");
         for h in req.headers.iter() {
             if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(&[]);
-                te_final_chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                te_final_chunked = Some(crate::chunked::ends_chunked(h.value));
             } else if h.name.eq_ignore_ascii_case("content-length") {
-                let parsed = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok());
+                let parsed = crate::chunked::content_length(h.value);
                 content_length = match (content_length, parsed) {
                     (None, p) => Some(p),
                     (Some(Some(a)), Some(b)) if a == b => Some(Some(a)),

@@ -306,11 +306,7 @@ fn read(
             Kind::Date => has_date = true,
             Kind::ContentLength => {
                 lengths += 1;
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|s| s.parse::<u64>().ok());
-                match (n, length) {
+                match (crate::chunked::content_length(h.value), length) {
                     (Some(n), Some(l)) if n != l => {
                         bad_length = bad_length.or(Some("differing content-lengths"));
                     }
@@ -321,12 +317,8 @@ fn read(
             Kind::TransferEncoding => {
                 te = true;
                 span.skip = UNPASSED;
-                // Only the final coding of the last header decides.
-                chunked = h
-                    .value
-                    .rsplit(|&b| b == b',')
-                    .next()
-                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                // Only the last header's final coding decides.
+                chunked = crate::chunked::ends_chunked(h.value);
             }
             Kind::Connection => {
                 connection.read(h.value);
