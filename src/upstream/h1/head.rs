@@ -48,6 +48,7 @@ impl RawHeaders {
     }
 
     /// All the lines, each ending in CRLF.
+    #[cfg(test)]
     pub fn bytes(&self) -> &[u8] {
         &self.lines
     }
@@ -87,7 +88,8 @@ impl RawHeaders {
         })
     }
 
-    /// Each header's name and value, for code that needs them one by one.
+    /// Each header's name and value, one by one.
+    #[cfg(test)]
     pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.lines().map(|line| {
             let colon = memchr::memchr(b':', line).unwrap_or(0);
@@ -209,10 +211,9 @@ pub(super) fn parse_head(
         // instead of a copy of the head.
         let mut spans = [Span::default(); MAX_HEADERS];
         let read = match read(buf, head_request, pass, &mut spans)? {
-            Some(Some(read)) => read,
-            // An interim answer, skipped.
-            Some(None) => continue,
-            None => return Ok(None),
+            First::Head(read) => read,
+            First::Interim => continue,
+            First::Incomplete => return Ok(None),
         };
         let mut head = buf.split_to(read.len);
         let spans = &spans[..read.count];
@@ -243,14 +244,22 @@ pub(super) fn parse_head(
     }
 }
 
-/// The first pass over a head at the front of `buf`: `None` when incomplete,
-/// `Some(None)` for an interim answer (advanced past).
+/// What the first pass found at the front of the buffer.
+enum First {
+    /// More bytes are needed.
+    Incomplete,
+    /// An interim (1xx) answer, already advanced past.
+    Interim,
+    Head(Read),
+}
+
+/// The first pass over a head at the front of `buf`.
 fn read(
     buf: &mut BytesMut,
     head_request: bool,
     pass: bool,
     spans: &mut [Span; MAX_HEADERS],
-) -> Result<Option<Option<Read>>, ExchangeError> {
+) -> Result<First, ExchangeError> {
     // Uninitialized slots: zeroing 128 headers per answer would cost more
     // than parsing a typical head.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -259,7 +268,7 @@ fn read(
         .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
-        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(First::Incomplete),
         Ok(_) => return Err(ExchangeError::Invalid("response head over 64 KiB")),
         Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
     };
@@ -273,7 +282,7 @@ fn read(
     if status.is_informational() {
         // 100 Continue, 103 Early Hints...: not for this client.
         bytes::Buf::advance(buf, len);
-        return Ok(Some(None));
+        return Ok(First::Interim);
     }
     let mut connection = Connection {
         plain: true,
@@ -378,14 +387,14 @@ fn read(
         && bad_length.is_none()
         && length != Some(NO_LENGTH)
         && !(lengths > 0 && status == StatusCode::NO_CONTENT);
-    Ok(Some(Some(Read {
+    Ok(First::Head(Read {
         len,
         status,
         framing,
         keep_alive,
         raw: passes.then_some((length, has_date)),
         count: resp.headers.len(),
-    })))
+    }))
 }
 
 /// Rewrites the head's kept headers in place, from its start, as
