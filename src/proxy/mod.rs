@@ -62,8 +62,6 @@ pub struct Proxy {
     health_changed: Arc<tokio::sync::Notify>,
 }
 
-/// What the journey knows about the client connection a request came on.
-#[derive(Debug)]
 /// One request as its connection's server hands it over.
 #[derive(Clone, Copy)]
 struct Call {
@@ -74,6 +72,8 @@ struct Call {
     pass_head: bool,
 }
 
+/// What the journey knows about the client connection a request came on.
+#[derive(Debug)]
 pub struct Downstream {
     pub remote: SocketAddr,
     /// `remote`'s IP as a header value, for `x-forwarded-for`.
