@@ -132,3 +132,28 @@ fn build(head: &Bytes, method: Method, path: (u32, usize), spans: &[[u32; 4]]) -
         close,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_header_values_are_taken_where_they_stand() {
+        for raw in [
+            "GET / HTTP/1.1\r\nHost: t\r\nX-Empty:\r\n\r\n",
+            "GET / HTTP/1.1\r\nX-Empty:   \r\nHost: t\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: t\nX-Empty:\n\n",
+        ] {
+            let mut buf = BytesMut::from(raw);
+            let Parsed::Take(head) = parse(&mut buf) else {
+                panic!("{raw:?} not taken");
+            };
+            let h = head.req.headers();
+            assert_eq!(
+                (h["x-empty"].as_bytes(), h["host"].as_bytes()),
+                (&b""[..], &b"t"[..])
+            );
+            assert!(buf.is_empty());
+        }
+    }
+}
