@@ -415,7 +415,13 @@ def strangler_config(rundir, name, port, routes=0, extra="", admin=None):
     if routes:
         text += f"\n# {routes} generated routes (bench/run.py gen_routes)\n" + gen_routes(routes)
     text += extra
-    path = os.path.join(rundir, name + ".toml")
+    # Configs sit in a directory of their own: strangler watches its config's
+    # directory for reloads, and the logs written next to it (the access log
+    # of strangler-log above all) would wake every strangler's watcher thread,
+    # on the proxy core, on each write.
+    confdir = os.path.join(rundir, "conf")
+    os.makedirs(confdir, exist_ok=True)
+    path = os.path.join(confdir, name + ".toml")
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -722,6 +728,23 @@ def summarize(runs):
     return out
 
 
+def paired(runs, sc, a, b, key):
+    """Per-round ratios a/b of `key` in scenario `sc`: rounds measure both
+    targets minutes apart at most, so the machine's drift between rounds,
+    which the ratio of medians carries, cancels out.  (median, how many
+    rounds a <= b, rounds) or None."""
+    by = {}
+    for r in runs:
+        if r["scenario"] == sc and r["target"] in (a, b) and r.get(key):
+            by.setdefault(r["round"], {})[r["target"]] = r[key]
+    rs = [v[a] / v[b] for v in by.values() if a in v and b in v]
+    return (statistics.median(rs), sum(x <= 1.0 for x in rs), len(rs)) if rs else None
+
+
+def paired_text(p, a="strangler", b="nginx"):
+    return "-" if p is None else f"{p[0]:.2f}x, {a} <= {b} in {p[1]} of {p[2]} rounds"
+
+
 def fmt(x, nd=0):
     return "-" if x is None else f"{x:,.{nd}f}"
 
@@ -870,7 +893,7 @@ def bodygrow_table(per, mem):
                          "VmHWM reset before each size; MiB)"]
 
 
-def summary_block(summary, mem, args, started):
+def summary_block(summary, mem, args, started, runs):
     g = lambda sc, t, k: summary.get(sc, {}).get(t, {}).get(k)
     out = ["\n== summary (the project's targets; ratios, not absolute numbers, are what to quote)"]
     if "strangler" not in started:
@@ -884,7 +907,8 @@ def summary_block(summary, mem, args, started):
     if "latency" in summary:
         out.append(f"  latency   strangler p99 / nginx p99 at {args.rate} req/s: "
                    f"{ratio(g('latency', 'strangler', 'p99_ms'), g('latency', 'nginx', 'p99_ms'))}"
-                   f"   ({fmt(g('latency', 'strangler', 'p99_ms'), 3)} ms vs {fmt(g('latency', 'nginx', 'p99_ms'), 3)} ms)")
+                   f"   ({fmt(g('latency', 'strangler', 'p99_ms'), 3)} ms vs {fmt(g('latency', 'nginx', 'p99_ms'), 3)} ms;"
+                   f" paired per round: {paired_text(paired(runs, 'latency', 'strangler', 'nginx', 'p99_ms'))})")
     idle = mem["strangler"]["idle_rss_kb"] / 1024
     out.append(f"  idle RSS  strangler {idle:.1f} MiB  (target < 20 MiB: {'met' if idle < 20 else 'NOT met'})"
                + (f";  nginx {mem['nginx']['idle_rss_kb'] / 1024:.1f} MiB" if "nginx" in mem else ""))
@@ -930,7 +954,8 @@ def summary_block(summary, mem, args, started):
         out.append(f"  shadow   p99 with 100% shadow / without: {ratio(a, b)} (target <= 1.10x: {verdict})"
                    f"   ({fmt(a, 3)} ms vs {fmt(b, 3)} ms at {args.shadow_rate} req/s; p50 "
                    f"{fmt(g('shadow', 'shadowed', 'p50_ms'), 3)} vs {fmt(g('shadow', 'plain', 'p50_ms'), 3)} ms;"
-                   f" spread {pct(g('shadow', 'shadowed', 'spread_pct'))}/{pct(g('shadow', 'plain', 'spread_pct'))})")
+                   f" spread {pct(g('shadow', 'shadowed', 'spread_pct'))}/{pct(g('shadow', 'plain', 'spread_pct'))};"
+                   f" paired per round: {paired_text(paired(runs, 'shadow', 'shadowed', 'plain', 'p99_ms'), 'shadowed', 'plain')})")
         sh = summary["shadow"].get("shadowed")
         if sh:
             out.append(f"  shadow   RSS during a slow shadow: {mib(sh['hwm_kb'], 0)} MiB peak"
@@ -1205,7 +1230,7 @@ def main():
         stop_all()
 
     summary = summarize(runs)
-    text = table(summary, mem, args) + "\n" + summary_block(summary, mem, args, started)
+    text = table(summary, mem, args) + "\n" + summary_block(summary, mem, args, started, runs)
     if problems:
         text += "\n\n== PROBLEMS (results above are suspect)\n" + "\n".join("  " + p for p in problems)
     print(text)
