@@ -38,7 +38,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from instructions import render, wait_ready, HOST  # noqa: E402
+from instructions import render, subs as template_subs, wait_ready, HOST  # noqa: E402
 
 ORIGIN, NGINX, STRANGLER = 18110, 18111, 18112
 LOAD_CPU, PROXY_CPU = "0", "1"
@@ -67,9 +67,7 @@ METRICS = ("residence", "wake", "dispatch")
 
 
 def subs(port, rundir):
-    return {"listen": f"{HOST}:{port}", "listen_host": HOST, "listen_port": port,
-            "backend": f"{HOST}:{ORIGIN}", "backend_host": HOST, "backend_port": ORIGIN,
-            "rundir": rundir}
+    return template_subs(port, rundir, origin=ORIGIN)
 
 
 def trace(pid, port, args, rundir):

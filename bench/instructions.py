@@ -39,9 +39,10 @@ def render(template, out, subs):
     return out
 
 
-def subs(port, rundir):
+def subs(port, rundir, origin=ORIGIN):
+    """The template values for a proxy listening on `port` in front of the origin on `origin`."""
     return {"listen": f"{HOST}:{port}", "listen_host": HOST, "listen_port": port,
-            "backend": f"{HOST}:{ORIGIN}", "backend_host": HOST, "backend_port": ORIGIN,
+            "backend": f"{HOST}:{origin}", "backend_host": HOST, "backend_port": origin,
             "rundir": rundir}
 
 
