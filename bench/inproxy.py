@@ -26,22 +26,19 @@ Needs root, bpftrace (`apt-get install bpftrace`), nginx and oha (bench/setup.sh
 Proxies on CPU 1, origin and oha on CPU 0, as run.py pins them.
 """
 import argparse
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from instructions import render, subs as template_subs, wait_ready, HOST  # noqa: E402
+from trio import Trio, oha, percentiles  # noqa: E402
 
-ORIGIN, NGINX, STRANGLER = 18110, 18111, 18112
-LOAD_CPU, PROXY_CPU = "0", "1"
+PORTS = (18110, 18111, 18112)  # origin, nginx, strangler
 
 # $1: the proxy's pid.  Keys are microseconds; the maps are printed at SIGINT.
 PROGRAM = r"""
@@ -66,10 +63,6 @@ END { clear(@client); clear(@start); clear(@fd); clear(@ew); }
 METRICS = ("residence", "wake", "dispatch")
 
 
-def subs(port, rundir):
-    return template_subs(port, rundir, origin=ORIGIN)
-
-
 def trace(pid, port, args, rundir):
     """One round: bpftrace on `pid` while oha loads `port`; {metric: {us: count}} and oha's percentiles."""
     prog = os.path.join(rundir, "inproxy.bt")
@@ -80,10 +73,7 @@ def trace(pid, port, args, rundir):
     time.sleep(args.attach)  # bpftrace attaches its probes before the load starts
     if bt.poll() is not None:
         raise SystemExit(f"bpftrace exited: {bt.stderr.read().strip()[-500:]}")
-    oha = subprocess.run(["taskset", "-c", LOAD_CPU, "oha", "--no-tui", "--output-format", "json",
-                          "-q", str(args.rate), "-z", f"{args.duration}s", "-c", str(args.conns),
-                          "--latency-correction", f"http://{HOST}:{port}/small"],
-                         capture_output=True, text=True, timeout=args.duration + 30)
+    pct = percentiles(oha(port, args.rate, args.conns, args.duration), args.duration)
     bt.send_signal(signal.SIGINT)
     out, err = bt.communicate(timeout=60)
     hists = {m: {} for m in METRICS}
@@ -92,8 +82,7 @@ def trace(pid, port, args, rundir):
             hists[m][int(us)] = hists[m].get(int(us), 0) + int(n)
     if not hists["residence"]:
         raise SystemExit(f"bpftrace saw no requests (stderr: {err.strip()[-500:]})")
-    pct = json.loads(oha.stdout)["latencyPercentiles"]
-    return hists, {k: pct[k] * 1e3 for k in ("p50", "p99")}
+    return hists, pct
 
 
 def percentile(hist, q):
@@ -120,42 +109,14 @@ def main():
             raise SystemExit(f"{tool} not found (see the docstring)")
     if os.geteuid() != 0:
         raise SystemExit("bpftrace needs root")
-    rundir = tempfile.mkdtemp(prefix="strangler-inproxy-")
-    os.makedirs(os.path.join(rundir, "www"), exist_ok=True)
-    os.makedirs(os.path.join(rundir, "conf"), exist_ok=True)
-    procs = []
-
-    def start(argv, cpu, name):
-        log = open(os.path.join(rundir, name + ".log"), "w")
-        p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=log, stderr=subprocess.STDOUT,
-                             env=dict(os.environ, RUST_LOG="warn"))
-        procs.append(p)
-        return p
-
-    try:
-        start(["nginx", "-p", rundir, "-e", os.path.join(rundir, "origin.error.log"), "-c",
-               render("backend-nginx.conf", os.path.join(rundir, "origin.conf"), subs(ORIGIN, rundir))],
-              LOAD_CPU, "origin")
-        wait_ready(ORIGIN, "/small")
-        nginx_conf = render("nginx.conf", os.path.join(rundir, "nginx.conf"), subs(NGINX, rundir))
-        # one process: the worker is the process traced
-        text = open(nginx_conf).read().replace("worker_processes 1;", "worker_processes 1; master_process off;")
-        open(nginx_conf, "w").write(text)
-        nginx = start(["nginx", "-p", rundir, "-e", os.path.join(rundir, "nginx.error.log"), "-c", nginx_conf],
-                      PROXY_CPU, "nginx")
-        # the config in a directory of its own, as run.py does (the reload watcher watches it)
-        conf = render("strangler.toml.tmpl", os.path.join(rundir, "conf", "strangler.toml"),
-                      subs(STRANGLER, rundir))
-        strangler = start([args.strangler_bin, "run", "--config", conf], PROXY_CPU, "strangler")
-        proxies = {"nginx": (nginx.pid, NGINX), "strangler": (strangler.pid, STRANGLER)}
-        for _, port in proxies.values():
-            wait_ready(port, "/small")
+    with Trio(PORTS, args.strangler_bin, single_nginx=True) as trio:  # the worker is the pid traced
+        proxies = {name: (trio.pids[name], trio.ports[name]) for name in ("nginx", "strangler")}
         hists = {p: {m: {} for m in METRICS} for p in proxies}
         e2e = {p: [] for p in proxies}
         for rnd in range(args.rounds):
             for name in (list(proxies) if rnd % 2 == 0 else list(proxies)[::-1]):
                 pid, port = proxies[name]
-                h, pct = trace(pid, port, args, rundir)
+                h, pct = trace(pid, port, args, trio.rundir)
                 for m in METRICS:
                     for us, n in h[m].items():
                         hists[name][m][us] = hists[name][m].get(us, 0) + n
@@ -176,15 +137,6 @@ def main():
                 f"{(b / a if a else float('nan')):>5.2f}x" for a, b in zip(n, s)))
         print("\nend to end (oha), per round: strangler p99 / nginx p99 = "
               + ", ".join(f"{s['p99'] / n['p99']:.2f}x" for n, s in zip(e2e["nginx"], e2e["strangler"])))
-    finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 if __name__ == "__main__":
