@@ -908,7 +908,8 @@ def summary_block(summary, mem, args, started, runs):
         out.append(f"  latency   strangler p99 / nginx p99 at {args.rate} req/s: "
                    f"{ratio(g('latency', 'strangler', 'p99_ms'), g('latency', 'nginx', 'p99_ms'))}"
                    f"   ({fmt(g('latency', 'strangler', 'p99_ms'), 3)} ms vs {fmt(g('latency', 'nginx', 'p99_ms'), 3)} ms;"
-                   f" paired per round: {paired_text(paired(runs, 'latency', 'strangler', 'nginx', 'p99_ms'))})")
+                   f" paired per round: {paired_text(paired(runs, 'latency', 'strangler', 'nginx', 'p99_ms'))};"
+                   " both loaded at once, the low-noise check: python3 bench/together.py)")
     idle = mem["strangler"]["idle_rss_kb"] / 1024
     out.append(f"  idle RSS  strangler {idle:.1f} MiB  (target < 20 MiB: {'met' if idle < 20 else 'NOT met'})"
                + (f";  nginx {mem['nginx']['idle_rss_kb'] / 1024:.1f} MiB" if "nginx" in mem else ""))
