@@ -25,6 +25,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from trio import oha_url, percentiles  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HOST = "127.0.0.1"
@@ -312,22 +315,9 @@ def run_wrk(url, conns, duration, extra, timeout_s=5):
 
 
 def run_oha(url, conns, duration, rate):
-    argv = ["taskset", "-c", LOAD_CPU, "oha", "--no-tui", "--output-format", "json",
-            "-q", str(rate), "-z", f"{duration}s", "-c", str(conns), "--latency-correction", url]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
-    out = r.stdout
-    try:
-        j = json.loads(out)
-        pct = j["latencyPercentiles"]
-    except (ValueError, KeyError) as e:
-        raise RuntimeError(f"oha failed (rc={r.returncode}, {e}): {(r.stderr + out).strip()[-500:]}")
-    # requests still in flight at the -z deadline are reported as errors; ignore those
-    errs = sum(v for k, v in (j.get("errorDistribution") or {}).items() if "deadline" not in k)
-    bad = sum(v for k, v in (j.get("statusCodeDistribution") or {}).items() if not k.startswith("2"))
-    ms = lambda v: None if v is None else v * 1e3
-    return {"rps": j["summary"]["requestsPerSec"],
-            "p50_ms": ms(pct.get("p50")), "p99_ms": ms(pct.get("p99")), "p99.9_ms": ms(pct.get("p99.9")),
-            "errors": errs + bad}, out
+    p = percentiles(oha_url(url, rate, conns, duration), duration)
+    return {"rps": p["rps"], "p50_ms": p["p50"], "p99_ms": p["p99"], "p99.9_ms": p["p99.9"],
+            "errors": p["errors"]}
 
 
 def measure(tool, url, conns, extra, duration, watch_pids, args, wrk_timeout=5, rate=None):
@@ -335,7 +325,7 @@ def measure(tool, url, conns, extra, duration, watch_pids, args, wrk_timeout=5, 
     if tool == "wrk":
         res, raw = run_wrk(url, conns, duration, extra, wrk_timeout)
     else:
-        res, raw = run_oha(url, conns, duration, rate or args.rate)
+        res, raw = run_oha(url, conns, duration, rate or args.rate), None
     c1, t1, w1, o1 = cpu_stat(), tree_cpu_ticks(watch_pids), time.time(), user_proc_ticks()
     res["target_cpu_pct"] = 100.0 * (t1 - t0) / os.sysconf("SC_CLK_TCK") / (w1 - w0)
     res["other_cpu_pct"] = 100.0 * other_ticks(o0, o1) / os.sysconf("SC_CLK_TCK") / (w1 - w0)

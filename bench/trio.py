@@ -87,25 +87,37 @@ class Trio:
 
 
 def oha(port, rate, conns, duration, path="/small"):
+    """Starts oha on the load CPU against this host's `port` and `path`;
+    see `oha_url`."""
+    return oha_url(f"http://{HOST}:{port}{path}", rate, conns, duration)
+
+
+def oha_url(url, rate, conns, duration):
     """Starts oha on the load CPU at a fixed rate, with latency correction
-    (each request timed from when it was due, as run.py's latency scenario
-    does). Read it with `percentiles`."""
+    (each request timed from when it was due). Read it with `percentiles`."""
     return subprocess.Popen(["taskset", "-c", LOAD_CPU, "oha", "--no-tui", "--output-format", "json",
                              "-q", str(rate), "-z", f"{duration}s", "-c", str(conns),
-                             "--latency-correction", f"http://{HOST}:{port}{path}"],
+                             "--latency-correction", url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def percentiles(proc, duration):
-    """oha's p50/p99/p99.9 in ms and its non-2xx or failed requests (those
-    in flight at the deadline are not counted)."""
-    out, err = proc.communicate(timeout=duration + 30)
+    """oha's p50/p99/p99.9 in ms (None when oha gave none) and its non-2xx or
+    failed requests (those in flight at the deadline are not counted).
+    RuntimeError when oha failed."""
+    try:
+        out, err = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     try:
         j = json.loads(out)
         pct = j["latencyPercentiles"]
     except (ValueError, KeyError) as e:
-        raise SystemExit(f"oha failed (rc={proc.returncode}, {e}): {(err + out).strip()[-500:]}")
+        raise RuntimeError(f"oha failed (rc={proc.returncode}, {e}): {(err + out).strip()[-500:]}")
     errors = sum(v for k, v in (j.get("errorDistribution") or {}).items() if "deadline" not in k)
     errors += sum(v for k, v in (j.get("statusCodeDistribution") or {}).items() if not k.startswith("2"))
-    return {"p50": pct["p50"] * 1e3, "p99": pct["p99"] * 1e3, "p99.9": pct["p99.9"] * 1e3,
+    ms = lambda v: None if v is None else v * 1e3
+    return {"p50": ms(pct.get("p50")), "p99": ms(pct.get("p99")), "p99.9": ms(pct.get("p99.9")),
             "rps": j["summary"]["requestsPerSec"], "errors": errors}
