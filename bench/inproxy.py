@@ -75,7 +75,12 @@ def trace(pid, port, args, rundir):
         raise SystemExit(f"bpftrace exited: {bt.stderr.read().strip()[-500:]}")
     pct = percentiles(oha(port, args.rate, args.conns, args.duration), args.duration)
     bt.send_signal(signal.SIGINT)
-    out, err = bt.communicate(timeout=60)
+    try:
+        out, err = bt.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        bt.kill()
+        bt.communicate()
+        raise SystemExit("bpftrace did not print its maps within 60 s of SIGINT; it was killed (rerun)")
     hists = {m: {} for m in METRICS}
     for m, us, n in re.findall(r"^@(\w+)\[(\d+)\]: (\d+)$", out, re.M):
         if m in hists:
