@@ -36,7 +36,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from trio import Trio, oha, percentiles  # noqa: E402
+from trio import PROXIES, Trio, oha, percentiles  # noqa: E402
 
 PORTS = (18110, 18111, 18112)  # origin, nginx, strangler
 
@@ -115,7 +115,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("bpftrace needs root")
     with Trio(PORTS, args.strangler_bin, single_nginx=True) as trio:  # the worker is the pid traced
-        proxies = {name: (trio.pids[name], trio.ports[name]) for name in ("nginx", "strangler")}
+        proxies = {name: (trio.pids[name], trio.ports[name]) for name in PROXIES}
         hists = {p: {m: {} for m in METRICS} for p in proxies}
         e2e = {p: [] for p in proxies}
         for rnd in range(args.rounds):

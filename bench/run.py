@@ -25,10 +25,10 @@ import time
 import urllib.error
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 from trio import oha_url, percentiles  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 HOST = "127.0.0.1"
 BACKEND_PORT = 18000

@@ -32,10 +32,11 @@ class Trio:
         self.ports = {"nginx": nginx, "strangler": strangler}
         self.strangler_bin = os.path.abspath(strangler_bin)
         self.single_nginx = single_nginx
-        self.procs, self.pids, self.rundir = [], {}, None
+        self.procs, self.logs, self.pids, self.rundir = [], [], {}, None
 
     def _start(self, argv, cpu, name):
         log = open(os.path.join(self.rundir, name + ".log"), "w")
+        self.logs.append(log)
         p = subprocess.Popen(["taskset", "-c", cpu] + argv, stdout=log, stderr=subprocess.STDOUT,
                              env=dict(os.environ, RUST_LOG="warn"))
         self.procs.append(p)
@@ -83,6 +84,8 @@ class Trio:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        for log in self.logs:
+            log.close()
         shutil.rmtree(self.rundir, ignore_errors=True)
 
 
