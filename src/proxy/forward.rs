@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use http::request::Parts;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body::Body as _;
 
@@ -111,7 +111,6 @@ pub fn build(
     body: RequestBody,
     out: Outbound<'_>,
 ) -> Result<Request<RequestBody>, ProxyError> {
-    let target = out.lease.target();
     let host = host_for(&out);
 
     let pq = match parts.uri.query() {
@@ -120,12 +119,9 @@ pub fn build(
     };
     let pq = PathAndQuery::try_from(pq)
         .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(target.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("the request target cannot be forwarded"))?;
+    // Origin-form (RFC 9112 section 3.2.1): a low-level HTTP/1 connection
+    // writes the target it is given, and servers route on it as sent.
+    parts.uri = Uri::from(pq);
     parts.version = Version::HTTP_11;
 
     headers::strip_hop_by_hop(&mut parts.headers, out.upgrade);

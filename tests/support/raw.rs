@@ -346,3 +346,130 @@ pub async fn write_json(s: &mut TcpStream, body: &[u8]) {
     let _ = s.write_all(head.as_bytes()).await;
     let _ = s.write_all(body).await;
 }
+
+/// A request as an upstream read it off the wire.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The request line, exactly as sent (no CRLF).
+    pub line: String,
+    /// The header lines as sent, in order, `name: value` with the name's case kept.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked when it came chunked.
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// Every value of header `name` (any case), in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Reads one request off `s`: its head as sent and its body by its framing
+/// (content-length or chunked). `None` when the connection ends first.
+pub async fn read_request(s: &mut TcpStream) -> Option<Seen> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let (seen, head_len, framing) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let line = text.lines().next().unwrap_or("").to_owned();
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            let framing = match (find("transfer-encoding"), find("content-length")) {
+                (Some(_), _) => None,
+                (None, Some(n)) => Some(n.trim().parse::<usize>().unwrap_or(0)),
+                (None, None) => Some(0),
+            };
+            break (
+                Seen {
+                    line,
+                    headers,
+                    body: Vec::new(),
+                },
+                n,
+                framing,
+            );
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let mut seen = seen;
+    loop {
+        let rest = &buf[head_len..];
+        match framing {
+            Some(len) if rest.len() >= len => {
+                seen.body = rest[..len].to_vec();
+                return Some(seen);
+            }
+            None => {
+                if let Ok(Some((body, _))) = dechunk(rest) {
+                    seen.body = body;
+                    return Some(seen);
+                }
+            }
+            Some(_) => {}
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// An upstream that records every request as it came off the wire and
+/// answers each `200 ok` on a kept-alive connection; an upgrade request
+/// gets `101` and its bytes echoed back.
+pub async fn recording_upstream() -> (Server, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let server = legacy_stub::spawn_raw(move |mut s: TcpStream| {
+        let log = log.clone();
+        async move {
+            while let Some(req) = read_request(&mut s).await {
+                let upgrade = !req.all("upgrade").is_empty();
+                log.lock().unwrap().push(req);
+                if upgrade {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+                        .await;
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                    return;
+                }
+                if s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("recording upstream");
+    (server, seen)
+}

@@ -4,6 +4,11 @@
 //! is none. Small bodies go out in one write with the head.
 
 use std::io::{self, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http_body::Frame;
 
 use http::header;
 use http::{Response, StatusCode};
@@ -12,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use super::COALESCE;
-use crate::proxy::body::ResponseBody;
+use crate::proxy::body::{BoxError, ResponseBody};
 use crate::server::conn::ClientIo;
 
 /// Writes `resp` to the client, closing after it when `close` (or the
@@ -107,7 +112,19 @@ pub(super) async fn respond(
         if body.is_end_stream() {
             break;
         }
-        let frame = match body.frame().await {
+        // What is gathered goes out as soon as the body has nothing more
+        // ready: a trickling answer reaches the client part by part.
+        let frame = match ready_frame(&mut body) {
+            Some(frame) => frame,
+            None => {
+                if pending_head {
+                    io.write_all(out).await?;
+                    pending_head = false;
+                }
+                body.frame().await
+            }
+        };
+        let frame = match frame {
             None => break,
             Some(Ok(f)) => f,
             // The upstream failed mid-body: the client can only be told by
@@ -164,6 +181,16 @@ pub(super) async fn respond(
     drop(body);
     // Fewer bytes than declared: the client would wait for the rest.
     Ok(!close && (framing == Framing::Chunked || left == 0))
+}
+
+/// The body's next frame if it is ready now, without waiting: `None` when
+/// it is not. (Polled again with the real waker when it is not ready.)
+fn ready_frame(body: &mut ResponseBody) -> Option<Option<Result<Frame<Bytes>, BoxError>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(body).poll_frame(&mut cx) {
+        Poll::Ready(frame) => Some(frame),
+        Poll::Pending => None,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
