@@ -125,7 +125,7 @@ pub async fn hold(
     loop {
         match body.frame().await {
             None => return Ok(Held::Whole(read.freeze())),
-            Some(Err(e)) => return Err(ProxyError::ClientBody(Box::new(e))),
+            Some(Err(e)) => return Err(ProxyError::ClientBody(e)),
             Some(Ok(frame)) => {
                 // Trailers are dropped, as the upstream clients do.
                 let Ok(data) = frame.into_data() else {

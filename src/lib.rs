@@ -4,7 +4,7 @@
 //!
 //! | step | module |
 //! |---|---|
-//! | accept the connection; limits, client timeouts, smuggling guard; the lean HTTP/1.1 path and the hand-off to hyper | [`server`] |
+//! | accept the connection; limits, client timeouts; HTTP/1 on the codec, HTTP/2 on hyper | [`server`] |
 //! | the journey itself, phase by phase | [`proxy`] |
 //! | normalize the path | [`path`] |
 //! | match a route | [`router`] |
@@ -23,8 +23,9 @@
 //!   [`admin`] is the operators' listener (its dashboard included), and
 //!   [`metrics`] the families its `/metrics` shows; [`traffic`] counts what
 //!   each route sent to each upstream, for both.
-//! - [`chunked`] follows the chunked transfer coding for both the smuggling
-//!   guard and the upstream client.
+//! - [`http1`] is the one HTTP/1 codec: heads, bodies (length, chunked,
+//!   until close) and keep-alive rules, for the server and the upstream
+//!   client alike.
 //! - [`reload`] re-reads the file on SIGHUP, on change and on `POST
 //!   /admin/reload`, and says what changed; [`edit`] is `strangler shift`,
 //!   which changes one number in the file.
@@ -36,12 +37,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod chunked;
 pub mod compose;
 pub mod config;
 pub mod demo;
 pub mod edit;
 pub mod fallback;
+pub mod http1;
 pub mod metrics;
 pub mod path;
 pub mod proxy;

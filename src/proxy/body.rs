@@ -15,40 +15,48 @@ use crate::upstream::body::UpstreamBody;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The client's request body as a server hands it to the journey: hyper's
-/// (HTTP/2, and HTTP/1.1 requests with a body or an upgrade), or none (a
-/// bodiless HTTP/1.1 request read by [`crate::server::lean`]).
+/// The client's request body as a server hands it to the journey: read off
+/// an HTTP/1 connection by the codec ([`crate::http1::incoming`]), hyper's
+/// (HTTP/2), or none.
 #[derive(Debug)]
 pub enum Inbound {
+    H1(crate::http1::incoming::Incoming),
     /// Boxed: the request carrying it is moved a few times on its way.
-    Hyper(Box<hyper::body::Incoming>),
+    H2(Box<hyper::body::Incoming>),
     Empty,
 }
 
 impl Body for Inbound {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            Inbound::Hyper(b) => Pin::new(&mut **b).poll_frame(cx),
+            Inbound::H1(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
+            Inbound::H2(b) => Pin::new(&mut **b)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as BoxError),
             Inbound::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Inbound::Hyper(b) => b.is_end_stream(),
+            Inbound::H1(b) => b.is_end_stream(),
+            Inbound::H2(b) => b.is_end_stream(),
             Inbound::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Inbound::Hyper(b) => b.size_hint(),
+            Inbound::H1(b) => b.size_hint(),
+            Inbound::H2(b) => b.size_hint(),
             Inbound::Empty => SizeHint::with_exact(0),
         }
     }
@@ -158,7 +166,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -256,6 +264,14 @@ impl ResponseBody {
         }
     }
 
+    /// After a `101`: the upstream's connection, for the server's tunnel.
+    pub fn take_upgraded(&mut self) -> Option<crate::upstream::h1::Upgraded> {
+        match &mut self.inner {
+            Inner::Upstream(body) => body.take_upgraded(),
+            Inner::Full(_) => None,
+        }
+    }
+
     /// Runs `f` once, when the body ends or is dropped.
     pub fn on_complete(&mut self, f: Box<dyn OnComplete>) {
         self.on_complete = Some(f);
@@ -327,9 +343,6 @@ impl Drop for ResponseBody {
             // Never polled to the end: fine for empty bodies (hyper does not
             // poll those), early for others.
             let complete = self.is_end_stream();
-            if let Inner::Upstream(body) = &mut self.inner {
-                body.dropped();
-            }
             self.finish(complete);
         }
     }

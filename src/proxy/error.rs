@@ -13,9 +13,10 @@ use crate::path::PathError;
 /// Why the proxy answered a request itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// Framing that could smuggle a second request past the proxy (SPEC 3.4).
-    #[error("{0}")]
-    Smuggling(&'static str),
+    /// A request head the HTTP/1 codec refused: malformed, ambiguous
+    /// framing (SPEC 3.4), too large, an unknown version or expectation.
+    #[error(transparent)]
+    Head(#[from] crate::http1::request::HeadError),
     #[error("{0}")]
     BadRequest(&'static str),
     #[error(transparent)]
@@ -51,6 +52,18 @@ pub enum ProxyError {
     },
 }
 
+/// nginx's status for a request whose client went away before its answer.
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
+/// Whether a body error is the client hanging up mid-body.
+fn client_closed(e: &BoxError) -> bool {
+    e.downcast_ref::<crate::http1::incoming::IncomingError>()
+        == Some(&crate::http1::incoming::IncomingError::Closed)
+}
+
 fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
@@ -63,8 +76,19 @@ impl ProxyError {
     /// The status and the problem type, in one exhaustive match.
     pub fn status_and_type(&self) -> (StatusCode, &'static str) {
         match self {
-            ProxyError::Smuggling(_) => (StatusCode::BAD_REQUEST, "bad-framing"),
+            ProxyError::Head(e) => {
+                use crate::http1::request::HeadError;
+                let kind = match e {
+                    HeadError::Framing(_) => "bad-framing",
+                    HeadError::Malformed(_) => "bad-request",
+                    HeadError::TooLarge => "head-too-large",
+                    HeadError::Version => "version-not-supported",
+                    HeadError::Expectation => "expectation-failed",
+                };
+                (e.status(), kind)
+            }
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            ProxyError::ClientBody(e) if client_closed(e) => (CLIENT_CLOSED, "client-closed"),
             ProxyError::ClientBody(_) => (StatusCode::BAD_REQUEST, "bad-request-body"),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad-path"),
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no-route"),
@@ -97,7 +121,7 @@ impl ProxyError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            ProxyError::Smuggling(_) | ProxyError::BodyTooLarge { .. }
+            ProxyError::Head(_) | ProxyError::BodyTooLarge { .. } | ProxyError::ClientBody(_)
         )
     }
 
@@ -105,6 +129,13 @@ impl ProxyError {
     pub fn to_response(&self, request_id: &str) -> Response<ResponseBody> {
         let (status, kind) = self.status_and_type();
         let mut resp = problem(status, kind, &self.to_string(), request_id);
+        if let ProxyError::MethodNotSupported(_) = self {
+            // RFC 9110 section 15.5.6: a 405 says what is allowed.
+            resp.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+        }
         if self.closes_connection() {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -16,9 +16,10 @@ use super::body::{BoxError, ClientBody, RequestBody};
 use super::error::ProxyError;
 use super::headers;
 use crate::fallback::Held;
+use crate::http1::encode::put_header;
+use crate::http1::response::Asked;
 use crate::upstream::body::UpstreamBody;
-use crate::upstream::conn::{self, SendError};
-use crate::upstream::h1::{self, RawConn};
+use crate::upstream::h1::{self, RawConn, SendError};
 use crate::upstream::{Home, Lane, Lease, Target};
 
 /// Where and how to send.
@@ -98,13 +99,6 @@ fn host_for(out: &Outbound<'_>) -> Option<HeaderValue> {
         .or_else(|| HeaderValue::from_str(out.lease.target().authority.as_str()).ok())
 }
 
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Turns the client's request head and body into the upstream's request.
 pub fn build(
     mut parts: Parts,
@@ -144,9 +138,10 @@ pub fn build(
 /// whose body streams off the connection. `timeout` runs until the response
 /// head arrives; connecting has its own `connect_timeout` inside it.
 ///
-/// Bodiless requests take the lean client ([`h1`]); requests with a body and
-/// upgrades take hyper's. Kept-alive connections are taken from and given
-/// back to `lane`'s: the thread sending must be the lane's.
+/// Every request takes the one HTTP/1.1 client ([`h1`]): the head written
+/// in origin-form, the body (if any) streamed while the answer is awaited.
+/// Kept-alive connections are taken from and given back to `lane`'s: the
+/// thread sending must be the lane's.
 pub async fn send(
     lease: &Lease,
     lane: Lane,
@@ -155,29 +150,12 @@ pub async fn send(
     timeout: Duration,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    if !upgrade && req.body().is_end_stream() {
-        let head = Bodiless::encode(req);
-        return Box::pin(send_head(lease, lane, head, timeout, connect_timeout)).await;
-    }
-    let target = lease.target();
-    let home = Home {
-        stats: target.stats.clone(),
-        lane,
-    };
-    let exchange = async move {
-        if upgrade {
-            let response =
-                conn::send_upgrade(target.authority.as_str(), connect_timeout, req).await?;
-            return Ok(response.map(|b| UpstreamBody::Hyper(b, None)));
-        }
-        send_with_body(target, home, req, connect_timeout).await
-    };
-    let exchanged = tokio::time::timeout(timeout, Box::pin(exchange)).await;
-    settle(lease, exchanged, timeout)
+    let head = Bodiless::encode(req, upgrade);
+    Box::pin(send_head(lease, lane, head, timeout, connect_timeout)).await
 }
 
-/// [`send`] for a bodiless request already encoded, the common case: its
-/// future holds a few hundred bytes of head, never the request.
+/// [`send`] for a request already encoded; a bodiless one's future holds a
+/// few hundred bytes of head, never the request.
 pub async fn send_head(
     lease: &Lease,
     lane: Lane,
@@ -191,7 +169,7 @@ pub async fn send_head(
         lane,
     };
     let exchanged =
-        tokio::time::timeout(timeout, send_bodiless(target, home, head, connect_timeout)).await;
+        tokio::time::timeout(timeout, exchange(target, home, head, connect_timeout)).await;
     settle(lease, exchanged, timeout)
 }
 
@@ -228,6 +206,8 @@ fn passive(lease: &Lease, sent: &Result<Response<UpstreamBody>, ProxyError>) {
         Err(ProxyError::Connect { .. }) => "connect failed",
         Err(ProxyError::ConnectTimeout { .. }) => "connect timeout",
         Err(ProxyError::Timeout { .. }) => "timeout",
+        // The client's own failure says nothing of the target.
+        Err(ProxyError::ClientBody(_) | ProxyError::BodyTooLarge { .. }) => return,
         Err(_) => "no valid answer",
     };
     let health = &lease.target().stats.health;
@@ -253,11 +233,14 @@ fn plain_target(path: &[u8], len: usize) -> bool {
         })
 }
 
-/// Everything a bodiless exchange needs from its request.
+/// Everything an exchange needs from its request: the head as it goes on
+/// the wire, and the body (if any) to stream after it.
 pub struct Bodiless {
     head: Vec<u8>,
     head_request: bool,
     idempotent: bool,
+    upgrade: bool,
+    body: Option<Box<h1::Upload>>,
     /// The answer's headers may stay the upstream's lines
     /// ([`h1::RawHeaders`]): set only for a server that writes them itself.
     pub pass_head: bool,
@@ -290,16 +273,16 @@ impl Bodiless {
         head.extend_from_slice(b" HTTP/1.1\r\n");
         let not_passed = headers::NotPassed::of(&parts.headers);
         let host = host_for(out);
-        let mut has_length = false;
         for (name, value) in &parts.headers {
             let ours = not_passed.skips(name);
             // Without a host of its own (never, in practice) the client's stays.
             let client_host =
                 *name == header::HOST && host.is_none() && !not_passed.is_hop_by_hop(name);
-            if ours && !client_host {
+            // The framing is this hop's: a bodiless request says no length
+            // but the `0` below.
+            if (ours && !client_host) || *name == header::CONTENT_LENGTH {
                 continue;
             }
-            has_length |= *name == header::CONTENT_LENGTH;
             put_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
         }
         if let Some(h) = &host {
@@ -319,7 +302,7 @@ impl Bodiless {
             put_header(&mut head, b"x-forwarded-host", h.as_bytes());
         }
         put_header(&mut head, b"x-request-id", out.request_id.as_bytes());
-        if !has_length && h1::expects_body(&parts.method) {
+        if crate::http1::encode::expects_body(&parts.method) {
             head.extend_from_slice(b"content-length: 0\r\n");
         }
         head.extend_from_slice(b"\r\n");
@@ -327,26 +310,52 @@ impl Bodiless {
             head,
             head_request: parts.method == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(&parts.method),
+            upgrade: false,
+            body: None,
             pass_head: false,
         })
     }
 
-    fn encode(req: Request<RequestBody>) -> Bodiless {
+    /// The head of a request [`build`] made, and its body: sent with its
+    /// exact length when that is known, else chunked. An upgrade is bodiless.
+    fn encode(req: Request<RequestBody>, upgrade: bool) -> Bodiless {
+        use crate::http1::encode::BodyHeader;
+        let (mut parts, body) = req.into_parts();
+        // The length goes on the wire as this hop frames the body.
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let (framing, body) = match body.size_hint().exact() {
+            _ if body.is_end_stream() => (BodyHeader::None, None),
+            Some(n) => (
+                BodyHeader::Length(n),
+                Some(Box::new(h1::Upload::new(body, Some(n)))),
+            ),
+            None => (
+                BodyHeader::Chunked,
+                Some(Box::new(h1::Upload::new(body, None))),
+            ),
+        };
+        let req = Request::from_parts(parts, ());
         let mut head = Vec::with_capacity(512);
-        h1::encode_head(&req, &mut head);
+        crate::http1::encode::request_head(&req, framing, &mut head);
         Bodiless {
             head,
             head_request: req.method() == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(req.method()),
+            upgrade,
+            body,
             pass_head: false,
         }
     }
 }
 
-async fn send_bodiless(
+/// Sends `req` on a kept-alive connection of `home`'s, or a new one, and
+/// reads the answer's head. A kept-alive connection the upstream closed as
+/// the request went out is replaced once, when nothing came back and the
+/// request is safe to send again (idempotent, its body not yet taken).
+async fn exchange(
     target: &Target,
     home: Home,
-    req: Bodiless,
+    mut req: Bodiless,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let authority = target.authority.as_str();
@@ -357,46 +366,25 @@ async fn send_bodiless(
             false,
         ),
     };
-    let answer = match h1::exchange(&mut raw, &req.head, req.head_request, req.pass_head).await {
+    let asked = Asked {
+        head_request: req.head_request,
+        upgrade: req.upgrade,
+        pass: req.pass_head,
+    };
+    let upload = req.body.take();
+    let bodiless = upload.is_none();
+    let answer = match h1::exchange(&mut raw, &req.head, upload, asked).await {
         Ok(a) => a,
-        // A kept-alive connection the upstream closed as the request went out:
-        // nothing came back, and the request is safe to send again.
-        Err(h1::ExchangeError::Closed(_)) if reused && req.idempotent => {
+        Err(h1::ExchangeError::Closed(_)) if reused && req.idempotent && bodiless => {
             tracing::debug!("kept-alive connection was closed; sending on a new one");
             raw = Box::pin(RawConn::connect(authority, connect_timeout)).await?;
-            h1::exchange(&mut raw, &req.head, req.head_request, req.pass_head).await?
+            h1::exchange(&mut raw, &req.head, None, asked).await?
         }
         Err(e) => return Err(e.into()),
     };
-    let (parts, body) = h1::RawBody::new(raw, answer, home);
-    Ok(Response::from_parts(parts, UpstreamBody::Raw(body)))
-}
-
-async fn send_with_body(
-    target: &Target,
-    home: Home,
-    req: Request<RequestBody>,
-    connect_timeout: Duration,
-) -> Result<Response<UpstreamBody>, SendError> {
-    let authority = target.authority.as_str();
-    let mut active = conn::checkout(&home.kept().hyper, authority, connect_timeout).await?;
-    let response = match active.send(req).await {
-        Ok(r) => r,
-        Err(mut e) => match e.take_message() {
-            // The request never left (the kept-alive connection had closed):
-            // it may go on a new connection.
-            Some(req) if active.reused() => {
-                active = conn::connect(authority, connect_timeout).await?;
-                active
-                    .send(req)
-                    .await
-                    .map_err(|e| SendError::Http(e.into_error()))?
-            }
-            _ => return Err(SendError::Http(e.into_error())),
-        },
-    };
-    let driver = active.into_driver(home);
-    Ok(response.map(|b| UpstreamBody::Hyper(b, Some(Box::new(driver)))))
+    let (head, upload) = answer;
+    let (parts, body) = h1::RawBody::new(raw, head, upload, home);
+    Ok(Response::from_parts(parts, UpstreamBody::H1(body)))
 }
 
 fn classify(e: SendError, upstream: &str) -> ProxyError {
@@ -407,10 +395,9 @@ fn classify(e: SendError, upstream: &str) -> ProxyError {
             upstream,
             source: Box::new(source),
         },
-        SendError::Http(source) => ProxyError::Upstream {
-            upstream,
-            source: Box::new(source) as BoxError,
-        },
+        SendError::Exchange(h1::ExchangeError::ClientBody(source)) => {
+            ProxyError::ClientBody(source)
+        }
         SendError::Exchange(source) => ProxyError::Upstream {
             upstream,
             source: Box::new(source) as BoxError,
@@ -538,7 +525,7 @@ mod tests {
             };
             let direct = Bodiless::direct(&parts, &out()).unwrap();
             let built = build(copy_head(&parts), RequestBody::empty(), out()).unwrap();
-            let encoded = Bodiless::encode(built);
+            let encoded = Bodiless::encode(built, false);
             prop_assert_eq!(read(&direct.head), read(&encoded.head));
             prop_assert_eq!(direct.head_request, encoded.head_request);
             prop_assert_eq!(direct.idempotent, encoded.idempotent);

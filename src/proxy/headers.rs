@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Version};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -13,10 +12,12 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 /// Headers that describe one connection, not the message (RFC 9110 section 7.6.1),
 /// plus `proxy-connection` and `keep-alive` that old clients still send.
-/// `expect` is answered by this hop (hyper sends `100 Continue` when the body is
-/// read), so it is not passed on either. `connection` comes first: its bit is 1
-/// in [`strip_hop_by_hop`].
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `expect` is answered by this hop (the server sends `100 Continue` when the
+/// body is first read), so it is not passed on either; nor is
+/// `http2-settings`, which belongs to an h2c upgrade (RFC 7540 section
+/// 3.2.1) that this proxy never makes. `connection` comes first: its bit is
+/// 1 in [`strip_hop_by_hop`].
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -25,6 +26,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::EXPECT,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Longest `x-request-id` kept from a client; longer ones are replaced.
@@ -42,7 +44,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // One pass over the names finds which are present: most messages carry
     // none, and most of the rest only `connection`, so only those are
     // looked up again to be removed.
-    let mut present = 0u8;
+    let mut present = 0u16;
     for name in headers.keys() {
         if let Some(i) = hop_by_hop_index(name.as_str()) {
             present |= 1 << i;
@@ -131,18 +133,44 @@ fn hop_by_hop_index(name: &str) -> Option<usize> {
         .position(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
-/// An HTTP/1.1 request asking to switch protocols (`connection: upgrade` plus
-/// an `upgrade` header), e.g. a WebSocket handshake.
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+/// The checks an HTTP/2 request needs before it goes on as HTTP/1.1, and
+/// the one change: no userinfo in `:authority` (RFC 9113 section 8.3.1),
+/// no field value that starts or ends with whitespace (section 8.2.1: the
+/// request is malformed), and cookie crumbs joined into one `cookie` with
+/// `; ` (section 8.2.3), as an HTTP/1.1 server expects one.
+pub fn accept_h2<B>(req: &mut http::Request<B>) -> Result<(), super::ProxyError> {
+    use super::ProxyError;
+    if req
+        .uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(ProxyError::BadRequest(
+            "the :authority must not carry userinfo",
+        ));
+    }
+    let padded = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        matches!(b.first(), Some(b' ' | b'\t')) || matches!(b.last(), Some(b' ' | b'\t'))
+    };
+    let headers = req.headers_mut();
+    if headers.values().any(padded) {
+        return Err(ProxyError::BadRequest(
+            "a field value starts or ends with whitespace",
+        ));
+    }
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if let (Some(first), Some(_)) = (cookies.next(), cookies.next()) {
+        let mut joined = first.as_bytes().to_vec();
+        for v in headers.get_all(header::COOKIE).iter().skip(1) {
+            joined.extend_from_slice(b"; ");
+            joined.extend_from_slice(v.as_bytes());
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&joined) {
+            headers.insert(header::COOKIE, v);
+        }
+    }
+    Ok(())
 }
 
 /// The client's `x-request-id` when it is sane (printable, no spaces, at most

@@ -17,8 +17,6 @@ pub mod error;
 pub(crate) mod forward;
 pub mod headers;
 mod sides;
-pub(crate) mod spare;
-mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,8 +63,6 @@ pub struct Proxy {
 /// One request as its connection's server hands it over.
 #[derive(Clone, Copy)]
 struct Call {
-    /// Its number on the connection, 1 for the first.
-    number: u32,
     /// The server writes the answer's head itself (see
     /// [`Proxy::handle_passing_head`]).
     pass_head: bool,
@@ -160,21 +156,54 @@ impl Proxy {
         self.serve(req, down, true).await
     }
 
+    /// The answer to a request the server could not hand on as one (the
+    /// HTTP/1 codec refused its head): the problem answer for `e`, which
+    /// closes the connection, and the request's access-log line.
+    pub fn refuse(&self, e: ProxyError, down: &Downstream) -> Response<ResponseBody> {
+        down.shared.begin();
+        let snap = self.snapshot.load_full();
+        let request_id = headers::generate_request_id();
+        let id = request_id.to_str().unwrap_or("-");
+        log_failure(&e, id);
+        let mut resp = e.to_response(id);
+        let log = Box::new(Completion {
+            started: Instant::now(),
+            request_id: request_id.clone(),
+            client: down.remote,
+            method: None,
+            uri: None,
+            route: None,
+            upstream: None,
+            fell_back_from: None,
+            retries: 0,
+            legs: None,
+            status: resp.status().as_u16(),
+            problem: Some(e.status_and_type().1),
+            lease: None,
+            conn: down.shared.clone(),
+            snap,
+            logged: false,
+        });
+        resp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
+        resp.body_mut().on_complete(log);
+        resp
+    }
+
     async fn serve(
         &self,
         req: Request<Inbound>,
         down: &Downstream,
         pass_head: bool,
     ) -> Response<ResponseBody> {
-        let number = down.shared.begin();
+        down.shared.begin();
         let snap = self.snapshot.load_full();
         let request_id = headers::request_id(req.headers());
         let mut log = Box::new(Completion {
             started: Instant::now(),
             request_id: request_id.clone(),
             client: down.remote,
-            method: req.method().clone(),
-            uri: req.uri().clone(),
+            method: Some(req.method().clone()),
+            uri: Some(req.uri().clone()),
             route: None,
             upstream: None,
             fell_back_from: None,
@@ -185,16 +214,10 @@ impl Proxy {
             lease: None,
             conn: down.shared.clone(),
             snap: snap.clone(),
+            logged: false,
         });
         let mut resp = match self
-            .journey(
-                &snap,
-                req,
-                down,
-                Call { number, pass_head },
-                &request_id,
-                &mut log,
-            )
+            .journey(&snap, req, down, Call { pass_head }, &request_id, &mut log)
             .await
         {
             Ok(resp) => resp,
@@ -225,7 +248,7 @@ impl Proxy {
         // 1. accept
         let client_host = client_host(&req);
         let has_host = client_host.is_some();
-        accept(&req, down, call.number, server.max_request_body, has_host)?;
+        accept(&mut req, server.max_request_body, has_host)?;
 
         // 2. normalize
         let path = path::normalize(req.uri().path(), server.merge_slashes)?;
@@ -293,8 +316,12 @@ impl Proxy {
         log.upstream = Some(upstream);
 
         // 5. forward
-        let upgrade = headers::is_upgrade(&req);
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The codec decided, reading the head, whether it asks to switch
+        // protocols (never on HTTP/2).
+        let upgrade = req
+            .extensions()
+            .get::<crate::http1::request::Upgrade>()
+            .is_some();
         let (parts, body) = req.into_parts();
         let mut how = How {
             client_host,
@@ -335,7 +362,7 @@ impl Proxy {
         }
         // A shadowed answer's headers are compared: they go into a map.
         how.pass_head &= tap.is_none();
-        let (mut resp, lease) = match fallback.filter(|_| !upgrade) {
+        let (resp, lease) = match fallback.filter(|_| !upgrade) {
             None => {
                 let mut replay = None;
                 if sides::may_retry(snap, upstream, &parts, &how) {
@@ -391,37 +418,21 @@ impl Proxy {
                 .await?
             }
         };
-        let pool = &snap.pools[log.upstream.unwrap_or(upstream)];
-
         // 6. respond
+        // A `101` (only ever the answer to an upgrade): the server joins the
+        // two connections once the head is out; the body carries the upstream's.
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching {
-            let Some(client_upgrade) = client_upgrade else {
-                return Err(ProxyError::Upstream {
-                    upstream: pool.name.clone(),
-                    source: "upstream switched protocols without being asked".into(),
-                });
-            };
-            upgrade::tunnel(
-                client_upgrade,
-                hyper::upgrade::on(&mut resp),
-                request_id.to_str().unwrap_or("-").to_owned(),
-            );
             down.shared.set_upgraded();
         }
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, switching);
         log.lease = Some(lease);
-        let body = if switching {
-            ResponseBody::empty()
-        } else {
-            let mut body = ResponseBody::upstream(body);
-            if let Some(mut tap) = tap {
-                tap.head(parts.status.as_u16(), &parts.headers);
-                body.tee(Box::new(tap));
-            }
-            body
-        };
+        let mut body = ResponseBody::upstream(body);
+        if let Some(mut tap) = tap.filter(|_| !switching) {
+            tap.head(parts.status.as_u16(), &parts.headers);
+            body.tee(Box::new(tap));
+        }
         Ok(Response::from_parts(parts, body))
     }
 }
@@ -498,19 +509,11 @@ async fn sweep_idle(proxy: std::sync::Weak<Proxy>) {
     }
 }
 
-/// Phase 1: what must be refused before anything is sent upstream.
-fn accept(
-    req: &Request<Inbound>,
-    down: &Downstream,
-    number: u32,
-    max_body: u64,
-    has_host: bool,
-) -> Result<(), ProxyError> {
-    if down.shared.is_smuggled(number) {
-        return Err(ProxyError::Smuggling(
-            "the request has both content-length and transfer-encoding",
-        ));
-    }
+/// Phase 1: what must be refused before anything is sent upstream. An
+/// HTTP/1 request's framing and `Host` were checked by the codec as it was
+/// read; an HTTP/2 request's are checked here, with the rules that apply
+/// when it goes on as HTTP/1.1.
+fn accept(req: &mut Request<Inbound>, max_body: u64, has_host: bool) -> Result<(), ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotSupported(Method::CONNECT));
     }
@@ -524,30 +527,14 @@ fn accept(
             "HTTP/1.1 requests need a Host header",
         ));
     }
-    // Framing headers come only with hyper's requests: the lean path hands
-    // any request with `content-length` or `transfer-encoding` to hyper.
+    if req.version() == Version::HTTP_2 {
+        headers::accept_h2(req)?;
+    }
     if let Inbound::Empty = req.body() {
         return Ok(());
     }
-    // hyper has already refused a transfer-encoding whose last coding is not
-    // `chunked`; anything but exactly one `chunked` is an obfuscation or an
-    // unsupported coding.
-    let mut te = req.headers().get_all(header::TRANSFER_ENCODING).iter();
-    if let Some(first) = te.next()
-        && (te.next().is_some()
-            || !first
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked"))
-    {
-        return Err(ProxyError::Smuggling("unsupported transfer-encoding"));
-    }
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH)
-        && len
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .is_some_and(|n| n > max_body)
+        && crate::http1::content_length(len.as_bytes()).is_some_and(|n| n > max_body)
     {
         return Err(ProxyError::BodyTooLarge { limit: max_body });
     }
@@ -578,8 +565,9 @@ struct Completion {
     started: Instant,
     request_id: HeaderValue,
     client: SocketAddr,
-    method: Method,
-    uri: Uri,
+    /// `None` for a request whose head was refused before it was a request.
+    method: Option<Method>,
+    uri: Option<Uri>,
     route: Option<usize>,
     upstream: Option<usize>,
     /// The upstream that failed first, when the request fell back.
@@ -596,10 +584,37 @@ struct Completion {
     conn: Arc<ConnShared>,
     /// Keeps the config the request started on, for names in the log.
     snap: Arc<Snapshot>,
+    /// The line is written (once, whichever way the request ends).
+    logged: bool,
 }
 
 impl OnComplete for Completion {
-    fn complete(self: Box<Self>, bytes: u64, complete: bool) {
+    fn complete(mut self: Box<Self>, bytes: u64, complete: bool) {
+        self.write_log(bytes, complete);
+    }
+}
+
+/// A request that ends without its answer being handed on — the client
+/// reset its HTTP/2 stream or hung up before the answer came, which drops
+/// the request's future — still ends its in-flight count and gets its
+/// access-log line, with status 499 as nginx writes it (SPEC 3.4).
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if !self.logged {
+            self.status = CLIENT_CLOSED;
+            self.write_log(0, false);
+        }
+    }
+}
+
+/// What the access log says of a request whose client went away first.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Completion {
+    fn write_log(&mut self, bytes: u64, complete: bool) {
+        if std::mem::replace(&mut self.logged, true) {
+            return;
+        }
         self.conn.end();
         let route = match self.route {
             Some(i) => self.snap.config.routes[i].name.as_str(),
@@ -612,7 +627,12 @@ impl OnComplete for Completion {
         let fell_back_from = self
             .fell_back_from
             .map(|i| self.snap.config.upstreams[i].name.as_str());
-        let path = self.uri.path_and_query().map_or("-", |pq| pq.as_str());
+        let path = self
+            .uri
+            .as_ref()
+            .and_then(|u| u.path_and_query())
+            .map_or("-", |pq| pq.as_str());
+        let method = self.method.as_ref().map_or("-", Method::as_str);
         let took = self.started.elapsed();
         self.snap
             .traffic
@@ -623,7 +643,7 @@ impl OnComplete for Completion {
             event = "request",
             request_id = self.request_id.to_str().unwrap_or("-"),
             client = %self.client,
-            method = %self.method,
+            method,
             path,
             route,
             upstream,
@@ -637,6 +657,6 @@ impl OnComplete for Completion {
             legs = self.legs.as_deref(),
             "request"
         );
-        drop(self.lease);
+        drop(self.lease.take());
     }
 }

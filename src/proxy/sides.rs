@@ -169,7 +169,7 @@ async fn send_on(
         head.pass_head = how.pass_head;
         drop(out);
         // The client's head is written out: its map is spare.
-        crate::proxy::spare::give(parts.headers);
+        crate::http1::spare::give(parts.headers);
         let resp = forward::send_head(
             &lease,
             crate::upstream::Lane::Client,

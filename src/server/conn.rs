@@ -1,14 +1,15 @@
 //! One client connection's I/O: the timeouts that cut off slow or idle
-//! clients (SPEC 3.4) and the smuggling guard, applied as a wrapper around the
-//! socket so hyper needs no knowledge of either.
+//! clients (SPEC 3.4), applied as a wrapper around the socket so that
+//! neither the HTTP/1 server nor hyper's HTTP/2 needs to know of them.
 //!
-//! Phases, decided each time hyper waits for bytes:
+//! Phases, decided each time the server waits for bytes:
 //! - **head**: a request head is arriving; it must be complete within
 //!   `header_read_timeout`, counted from accept for the first request and from
 //!   its first byte for later ones;
 //! - **busy**: requests are in flight; the proxy's own timeouts apply, not these;
 //! - **idle**: nothing in flight; after `idle_timeout` with no new request the
-//!   connection is closed;
+//!   connection is closed. On HTTP/2 the bytes that arrive meanwhile
+//!   (PING, SETTINGS, WINDOW_UPDATE) do not end it: only a stream does;
 //! - **tunnel**: after a protocol upgrade, closed after `idle_timeout` without a
 //!   byte in either direction.
 
@@ -25,16 +26,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use super::h1_guard::H1Guard;
-
 /// State one connection shares between its I/O wrapper and the requests on it.
 #[derive(Debug, Default)]
 pub struct ConnShared {
     in_flight: AtomicUsize,
     /// Requests started so far; the n-th request gets number n.
     started: AtomicU32,
-    /// Number of the first request whose head carried both framing headers; 0 = none.
-    smuggled: AtomicU32,
     upgraded: AtomicBool,
     /// Woken when the last request in flight ends, so an idle timer starts.
     idle: AtomicWaker,
@@ -52,11 +49,6 @@ impl ConnShared {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.wake();
         }
-    }
-
-    /// True when request number `n` must be refused as a smuggling attempt.
-    pub fn is_smuggled(&self, n: u32) -> bool {
-        self.smuggled.load(Ordering::Acquire) == n
     }
 
     /// After a `101`, the connection carries another protocol.
@@ -80,7 +72,7 @@ enum Phase {
     Tunnel,
 }
 
-/// A client socket with timeouts and the smuggling guard.
+/// A client socket with timeouts.
 pub struct ClientIo {
     inner: TcpStream,
     shared: Arc<ConnShared>,
@@ -90,22 +82,20 @@ pub struct ClientIo {
     armed: Option<Instant>,
     /// In tunnel phase: the last time a byte moved either way.
     last_activity: Instant,
-    /// `None` for HTTP/2 connections and once the guard has switched itself off.
-    guard: Option<Box<H1Guard>>,
-    /// Bytes the lean path read but did not take, read again first by hyper.
+    /// HTTP/2: bytes do not make an idle connection busy, streams do.
+    http2: bool,
+    /// Bytes read before the protocol was known, read again first.
     unread: BytesMut,
 }
 
 impl ClientIo {
-    /// `accepted` is when the connection was accepted (the first head's
-    /// deadline counts from it); `http1` turns the smuggling guard on
-    /// (HTTP/2 framing needs none).
+    /// `accepted` is when the connection was accepted: the first head's
+    /// deadline counts from it.
     pub fn new(
         inner: TcpStream,
         shared: Arc<ConnShared>,
         timeouts: Timeouts,
         accepted: Instant,
-        http1: bool,
     ) -> Self {
         let now = Instant::now();
         let deadline = accepted + timeouts.header_read;
@@ -117,20 +107,20 @@ impl ClientIo {
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             armed: Some(deadline),
             last_activity: now,
-            guard: http1.then(Box::default),
+            http2: false,
             unread: BytesMut::new(),
         }
     }
 
-    /// Hands the connection from the lean path to hyper: the bytes the lean
-    /// path read but did not take (`unread`) are read again first, and the
-    /// smuggling guard starts at that head boundary, after the requests the
-    /// lean path served, having seen them.
-    pub fn hand_off(&mut self, unread: BytesMut) {
-        let served = self.shared.started.load(Ordering::Relaxed);
-        self.guard = Some(Box::new(H1Guard::after(served)));
-        self.feed_guard(&unread);
-        self.unread = unread;
+    /// The connection speaks HTTP/2 (hyper serves it), starting with
+    /// `read`, the bytes already read to find that out.
+    pub fn serve_http2(&mut self, read: BytesMut) {
+        self.http2 = true;
+        self.unread = read;
+        // With the preface in, a connection without a stream is idle.
+        self.phase = Phase::Idle {
+            deadline: Instant::now() + self.timeouts.idle,
+        };
     }
 
     /// The first bytes of a request head are in (read while the previous
@@ -149,25 +139,10 @@ impl ClientIo {
         self.phase = Phase::Busy;
     }
 
-    fn feed_guard(&mut self, bytes: &[u8]) {
-        if let Some(g) = &mut self.guard {
-            if let Some(n) = g.feed(bytes) {
-                let _ = self.shared.smuggled.compare_exchange(
-                    0,
-                    n,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-            }
-            if g.is_off() {
-                self.guard = None;
-            }
-        }
-    }
-
-    fn on_bytes(&mut self, bytes: &[u8]) {
-        self.feed_guard(bytes);
+    fn on_bytes(&mut self) {
         match self.phase {
+            // An HTTP/2 connection is busy only while a stream is open.
+            Phase::Idle { .. } if self.http2 => {}
             Phase::Idle { .. } => {
                 self.phase = Phase::Head {
                     deadline: Instant::now() + self.timeouts.header_read,
@@ -210,7 +185,7 @@ impl AsyncRead for ClientIo {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if !this.unread.is_empty() {
-            // Already seen by the guard and the phase logic when first read.
+            // Already seen by the phase logic when first read.
             let n = this.unread.len().min(buf.remaining());
             buf.put_slice(&this.unread[..n]);
             this.unread.advance(n);
@@ -220,7 +195,7 @@ impl AsyncRead for ClientIo {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.on_bytes(&buf.filled()[before..]);
+                    this.on_bytes();
                 }
                 Poll::Ready(Ok(()))
             }

@@ -1,15 +1,13 @@
-//! Accepting client connections: listeners, the connection limit, HTTP/1.1
+//! Accepting client connections: listeners, the connection limit, HTTP/1.x
 //! and h2c (prior knowledge) on the same port, and graceful shutdown. Knows no
 //! routes: every request goes to [`Proxy::handle`].
 //!
-//! An HTTP/1.1 connection starts on the [`lean`] path, which serves bodiless
-//! requests itself; at the first request it does not take, hyper serves the
-//! connection from there on, with the smuggling guard ([`h1_guard`]) on.
-//! h2c connections go to hyper from the start.
+//! The first bytes tell the protocol: the HTTP/2 preface goes to hyper's
+//! HTTP/2 server, anything else to the [`h1`] server on the project's one
+//! HTTP/1 codec.
 
 pub mod conn;
-pub mod h1_guard;
-pub mod lean;
+pub mod h1;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,10 +20,11 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::Poll;
 
-use hyper::server::conn::{http1, http2};
+use bytes::BytesMut;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
@@ -33,8 +32,8 @@ use crate::proxy::body::Inbound;
 use crate::proxy::{Downstream, Proxy};
 use conn::{ClientIo, ConnShared, Timeouts};
 
-/// Largest request head accepted; hyper answers 431 beyond it (SPEC 3.2).
-pub const MAX_HEAD_BYTES: usize = h1_guard::MAX_HEAD;
+/// Largest request head accepted: 431 beyond it (SPEC 3.2).
+pub const MAX_HEAD_BYTES: usize = crate::http1::MAX_HEAD;
 
 /// Binds every address, or fails naming the one that could not be bound.
 pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
@@ -51,66 +50,52 @@ pub async fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 /// HTTP/2 with prior knowledge starts with this (RFC 9113 section 3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// The HTTP settings every client connection is served with.
-struct Builders {
-    h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+/// Most streams a client may have open at once on one HTTP/2 connection
+/// (what hyper and nginx default to, near enough).
+const H2_MAX_STREAMS: u32 = 128;
+/// Streams a client may reset before the proxy has even taken them: past
+/// this, the connection gets GOAWAY (rapid reset, CVE-2023-44487).
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the proxy may have to reset for a client's errors before it
+/// answers GOAWAY.
+const H2_MAX_LOCAL_RESETS: usize = 1024;
+
+/// The HTTP/2 settings every h2c connection is served with.
+fn h2_builder() -> http2::Builder<TokioExecutor> {
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_RESETS)
+        .timer(TokioTimer::new());
+    h2
 }
 
-impl Builders {
-    fn new() -> Self {
-        let mut h1 = http1::Builder::new();
-        h1
-            // Heads past 64 KiB get 431. (max_buf_size alone is no limit: one
-            // read may fill more than it, and a complete head then passes.)
-            .max_header_size(MAX_HEAD_BYTES)
-            .max_buf_size(MAX_HEAD_BYTES)
-            // Header and idle timeouts are ClientIo's: hyper's would also cut
-            // kept-alive connections that are merely idle.
-            .header_read_timeout(None)
-            .writev(false)
-            .timer(TokioTimer::new());
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.max_header_list_size(MAX_HEAD_BYTES as u32)
-            .timer(TokioTimer::new());
-        Builders { h1, h2 }
-    }
-}
-
-/// True when the client opened with the HTTP/2 preface, false for anything
-/// else (HTTP/1.x, or a close). Looks without consuming, so the chosen
-/// protocol reads the stream from its first byte.
-async fn opens_with_h2_preface(stream: &TcpStream) -> io::Result<bool> {
-    let mut buf = [0u8; 24];
+/// Reads the connection's first bytes until they tell the protocol: true
+/// when they are the HTTP/2 preface, false for anything else (HTTP/1.x),
+/// with what was read, for the chosen server to start from. Each read waits
+/// for the socket to be readable: a client that sends a byte and stalls
+/// costs nothing, and `header_read_timeout` (the connection's head phase)
+/// cuts it off.
+async fn opens_with_h2_preface(io: &mut ClientIo) -> io::Result<(bool, BytesMut)> {
+    let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 || buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
+        if io.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok((false, buf));
         }
         if n == H2_PREFACE.len() {
-            return Ok(true);
+            return Ok((true, buf));
         }
-        // A preface split across packets (rare): wait a moment for the rest.
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
 /// A served connection that can be asked to finish gracefully.
 trait Graceful: Future<Output = hyper::Result<()>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S, B> Graceful for http1::UpgradeableConnection<I, S>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::UpgradeableConnection::graceful_shutdown(self);
-    }
 }
 
 impl<I, S, B> Graceful for http2::Connection<I, S, TokioExecutor>
@@ -169,7 +154,7 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(Open::default());
-    let builders = Arc::new(Builders::new());
+    let builders = Arc::new(h2_builder());
     let mut accepting = tokio::task::JoinSet::new();
     for listener in listeners {
         accepting.spawn(accept_loop(
@@ -204,7 +189,7 @@ pub async fn serve(
 async fn accept_loop(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    builders: Arc<Builders>,
+    builders: Arc<http2::Builder<TokioExecutor>>,
     open: Arc<Open>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -247,43 +232,36 @@ async fn accept_loop(
     }
 }
 
-/// Serves one client connection, HTTP/1.1 or h2c, until it ends.
+/// Serves one client connection, HTTP/1.x or h2c, until it ends.
 async fn serve_connection(
     stream: TcpStream,
     remote: SocketAddr,
     proxy: Arc<Proxy>,
-    builders: Arc<Builders>,
+    h2: Arc<http2::Builder<TokioExecutor>>,
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
     _open: OpenGuard,
 ) {
     let accepted = tokio::time::Instant::now();
     let _ = stream.set_nodelay(true);
-    // The first bytes must arrive within header_read_timeout, like the rest of the head.
-    let h2 = match tokio::time::timeout(timeouts.header_read, opens_with_h2_preface(&stream)).await
-    {
-        Ok(Ok(h2)) => h2,
-        Ok(Err(_)) | Err(_) => return,
-    };
     let shared = Arc::new(ConnShared::default());
-    // HTTP/1.1 starts on the lean path, which reads heads itself: the
-    // smuggling guard is turned on if the connection goes to hyper.
-    let mut client = ClientIo::new(stream, shared.clone(), timeouts, accepted, false);
+    // The first bytes must arrive within header_read_timeout, like the rest of the head.
+    let mut client = ClientIo::new(stream, shared.clone(), timeouts, accepted);
+    let Ok((http2, read)) = opens_with_h2_preface(&mut client).await else {
+        return;
+    };
     let down = Arc::new(Downstream {
         remote,
         client_ip: crate::proxy::headers::client_ip_value(remote.ip()),
         scheme: "http",
         shared,
     });
-    if !h2 {
-        match lean::serve(&mut client, &proxy, &down, &mut stop).await {
-            lean::Ended::Closed => {
-                let _ = client.shutdown().await;
-                return;
-            }
-            lean::Ended::HandOff(unread) => client.hand_off(unread),
-        }
+    if !http2 {
+        h1::serve(&mut client, read, &proxy, &down, &mut stop).await;
+        let _ = client.shutdown().await;
+        return;
     }
+    client.serve_http2(read);
     let io = TokioIo::new(client);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
@@ -291,21 +269,12 @@ async fn serve_connection(
         async move {
             Ok::<_, Infallible>(
                 proxy
-                    .handle(req.map(|b| Inbound::Hyper(Box::new(b))), &down)
+                    .handle(req.map(|b| Inbound::H2(Box::new(b))), &down)
                     .await,
             )
         }
     });
-    let served = if h2 {
-        drive(builders.h2.serve_connection(io, service), &mut stop).await
-    } else {
-        drive(
-            builders.h1.serve_connection(io, service).with_upgrades(),
-            &mut stop,
-        )
-        .await
-    };
-    if let Err(e) = served {
+    if let Err(e) = drive(h2.serve_connection(io, service), &mut stop).await {
         tracing::debug!(client = %remote, error = %e, "client connection ended with an error");
     }
 }

@@ -1,45 +1,35 @@
-//! An upstream's response body, whichever client read its head: streamed
-//! frame by frame while it drives the connection it arrives on, which goes
-//! back to the idle list once the body has ended cleanly.
+//! An upstream's response body: streamed frame by frame off the connection
+//! it arrives on, which goes back to the idle list once the body has ended
+//! cleanly.
 
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
-use super::conn::Driver;
-use super::h1::RawBody;
+use super::h1::{RawBody, RawHeaders, Upgraded};
 use crate::proxy::body::BoxError;
 
+/// An answer's body from an upstream.
 pub enum UpstreamBody {
-    /// From hyper's client; the driver is `None` for connections with a
-    /// task of their own (upgrades) and once released.
-    Hyper(Incoming, Option<Box<Driver>>),
-    /// From the lean client for bodiless requests.
-    Raw(RawBody),
+    /// From an HTTP/1.1 upstream.
+    H1(RawBody),
 }
 
 impl UpstreamBody {
     /// The answer's headers, when they pass through as the upstream's lines
-    /// (see [`super::h1::RawHeaders`]).
-    pub fn take_raw_headers(&mut self) -> Option<super::h1::RawHeaders> {
+    /// (see [`RawHeaders`]).
+    pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
         match self {
-            UpstreamBody::Raw(raw) => raw.take_headers(),
-            UpstreamBody::Hyper(..) => None,
+            UpstreamBody::H1(raw) => raw.take_headers(),
         }
     }
 
-    /// Called when the body is dropped without having been polled to its end:
-    /// a body that had nothing left (hyper does not poll empty bodies) still
-    /// returns its connection.
-    pub fn dropped(&mut self) {
-        if let UpstreamBody::Hyper(body, driver) = self
-            && body.is_end_stream()
-            && let Some(d) = driver.take()
-        {
-            d.release(&mut Context::from_waker(Waker::noop()));
+    /// After a `101`: the upstream's connection, for the tunnel.
+    pub fn take_upgraded(&mut self) -> Option<Upgraded> {
+        match self {
+            UpstreamBody::H1(raw) => raw.take_upgraded(),
         }
     }
 }
@@ -53,45 +43,24 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpstreamBody::Raw(raw) => match Pin::new(raw).poll_frame(cx) {
+            UpstreamBody::H1(raw) => match Pin::new(raw).poll_frame(cx) {
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
                 Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
-            UpstreamBody::Hyper(body, driver) => {
-                if let Some(d) = driver {
-                    d.drive(cx);
-                }
-                match Pin::new(body).poll_frame(cx) {
-                    Poll::Ready(Some(Err(e))) => {
-                        *driver = None;
-                        Poll::Ready(Some(Err(Box::new(e))))
-                    }
-                    Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
-                    Poll::Ready(None) => {
-                        if let Some(d) = driver.take() {
-                            d.release(cx);
-                        }
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Raw(r) => r.is_end_stream(),
-            UpstreamBody::Hyper(b, _) => b.is_end_stream(),
+            UpstreamBody::H1(r) => r.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Raw(r) => r.size_hint(),
-            UpstreamBody::Hyper(b, _) => b.size_hint(),
+            UpstreamBody::H1(r) => r.size_hint(),
         }
     }
 }

@@ -1,42 +1,44 @@
-//! A lean HTTP/1.1 client for the common case: a request without a body.
+//! The HTTP/1.1 client to upstreams, for every request: bodiless ones,
+//! uploads and upgrades, framed by the one codec ([`crate::http1`]) the
+//! server uses too.
 //!
-//! Most proxied requests are bodiless (GET, HEAD, DELETE). For them the proxy
-//! writes the request head itself and reads the response with httparse,
-//! without hyper's client dispatcher: no channel between request and
-//! connection, no response callback, no body channel. The response body is
-//! read straight off the socket as the client takes it, in the upstream's
-//! framing (content-length, chunked, or until close), and the connection goes
-//! back to its target's idle list as soon as the body has been read in full.
-//!
-//! Requests with a body, and upgrades, go through hyper's client
-//! ([`super::conn`]): writing a body while the answer may already be coming
-//! back is what hyper's connection state machine is for.
+//! The proxy writes the request head itself, and the body as it arrives
+//! ([`upload`]); the answer's head is read with the codec and its body
+//! straight off the socket as the client takes it, in the upstream's
+//! framing (content-length, chunked, or until close). While the answer is
+//! awaited, and then while its body streams, the upload goes on: an
+//! upstream may answer before it has read the whole request. The connection
+//! goes back to its target's idle list as soon as both directions are done
+//! cleanly. A `101` hands the connection over whole, for the tunnel.
+
+pub mod upload;
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, ready};
-
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::header;
-use http::{Method, Request, response};
+use bytes::{Bytes, BytesMut};
 use http_body::Frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-pub use self::head::RawHeaders;
-use self::head::parse_head;
+pub use self::upload::{Upload, UploadError};
 use super::Home;
-use super::conn::{IDLE_TIMEOUT, MAX_IDLE_PER_TARGET};
-use crate::chunked::{self, Chunk};
+use crate::http1::body::{BodyError, Decoded, Decoder};
+pub use crate::http1::response::RawHeaders;
+use crate::http1::response::{self, Asked, ResponseHead};
 
-/// Longest response head accepted from an upstream.
-const MAX_HEAD: usize = 64 * 1024;
-/// Most response header lines accepted from an upstream.
-const MAX_HEADERS: usize = 128;
+/// Idle connections kept per target: enough for bursts of a few hundred
+/// concurrent requests without reconnecting, bounded so a spike does not leave
+/// thousands of sockets open afterwards.
+pub const MAX_IDLE_PER_TARGET: usize = 256;
+/// How long an idle connection is kept. Below the 60 s that common backends
+/// (nginx, Node) keep idle connections, so the proxy closes first and rarely
+/// sends on a connection the upstream is closing.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 /// Read size once a body is streaming: big enough that a 100 MiB body takes
 /// few reads, small enough that a slow client holds little per connection.
 const READ_CHUNK: usize = 64 * 1024;
@@ -51,9 +53,18 @@ pub struct RawConn {
     /// Bytes read and not yet used.
     buf: BytesMut,
     /// The answer being read leaves the connection fit for another request
-    /// (its framing and `connection` header allow it). Kept here rather than
-    /// with the body: the body is moved with every answer, this box is not.
+    /// (its framing and `connection` header allow it, and the request went
+    /// out whole). Kept here rather than with the body: the body is moved
+    /// with every answer, this box is not.
     reusable: bool,
+}
+
+/// A connection whose request was answered `101`: the new protocol's
+/// bytes, those already read first.
+#[derive(Debug)]
+pub struct Upgraded {
+    pub io: TcpStream,
+    pub read: BytesMut,
 }
 
 impl RawConn {
@@ -114,11 +125,35 @@ pub enum ExchangeError {
     Closed(#[source] Option<io::Error>),
     #[error("connection failed while reading the answer: {0}")]
     Io(#[source] io::Error),
-    #[error("invalid answer: {0}")]
-    Invalid(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] response::Invalid),
+    /// The client's request body failed while it was sent: the client's
+    /// doing, not the upstream's.
+    #[error("the request body failed: {0}")]
+    ClientBody(#[source] crate::proxy::body::BoxError),
 }
 
-/// A target's idle raw connections.
+/// Why no response head arrived, connecting included.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+}
+
+impl From<ConnectError> for SendError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Refused(e) => SendError::Connect(e),
+            ConnectError::TimedOut => SendError::ConnectTimeout,
+        }
+    }
+}
+
+/// A target's idle connections.
 #[derive(Debug, Default)]
 pub struct RawIdle(Mutex<Vec<(Box<RawConn>, Instant)>>);
 
@@ -161,116 +196,116 @@ impl RawIdle {
     }
 }
 
-/// Methods whose requests servers expect a length on: a bodiless one says
-/// `content-length: 0` (some answer 411 otherwise).
-pub fn expects_body(method: &Method) -> bool {
-    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-}
-
-/// Serializes the head of a bodiless request, whose URI carries the path and
-/// query to send (RFC 9112 section 3: origin-form).
-pub fn encode_head(req: &Request<impl Sized>, out: &mut Vec<u8>) {
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    if expects_body(req.method()) && !req.headers().contains_key(header::CONTENT_LENGTH) {
-        out.extend_from_slice(b"content-length: 0\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// How the response body is delimited (RFC 9112 section 6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
-    Done,
-    Length(u64),
-    Chunked(Chunk),
-    UntilClose,
-}
-
-/// A parsed response head.
-pub struct Head {
-    /// Status and headers; no headers when they are in `raw`.
-    pub parts: response::Parts,
-    framing: Framing,
-    keep_alive: bool,
-    /// The headers as the upstream's lines, when asked for and possible.
-    raw: Option<RawHeaders>,
-}
-
-/// Writes `head` and reads the response head. `head_request` says the
-/// request was a HEAD (whose answer has no body whatever it declares);
-/// `pass` asks for the headers as [`RawHeaders`] where the head allows.
+/// Writes `head`, then the body in `upload` while reading the answer's
+/// head. Returns the head and the upload, if it is still going (for the
+/// answer's body to drive); an answer of 400 or more ends an unfinished
+/// upload, as the upstream wants no more of it, and the connection with it.
 pub async fn exchange(
     conn: &mut RawConn,
     head: &[u8],
-    head_request: bool,
-    pass: bool,
-) -> Result<Head, ExchangeError> {
+    mut upload: Option<Box<Upload>>,
+    asked: Asked,
+) -> Result<(ResponseHead, Option<Box<Upload>>), ExchangeError> {
     if let Err(e) = conn.io.write_all(head).await {
         return Err(ExchangeError::Closed(Some(e)));
     }
     let mut received_any = false;
-    loop {
-        if !conn.buf.is_empty() {
-            received_any = true;
-            if let Some(head) = parse_head(&mut conn.buf, head_request, pass)? {
-                return Ok(head);
+    let mut write_failed = false;
+    let head = std::future::poll_fn(|cx| {
+        loop {
+            if let Some(up) = &mut upload {
+                match up.poll(cx, &mut conn.io) {
+                    Poll::Ready(Ok(())) => upload = None,
+                    Poll::Ready(Err(UploadError::Body(e))) => {
+                        return Poll::Ready(Err(ExchangeError::ClientBody(e)));
+                    }
+                    // The upstream stopped reading: it may have answered.
+                    Poll::Ready(Err(UploadError::Write(_))) => {
+                        upload = None;
+                        write_failed = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if !conn.buf.is_empty() {
+                received_any = true;
+                if let Some(head) = response::parse(&mut conn.buf, asked)? {
+                    return Poll::Ready(Ok(head));
+                }
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) if !received_any => return Poll::Ready(Err(ExchangeError::Closed(None))),
+                Ok(0) => {
+                    return Poll::Ready(Err(ExchangeError::Io(
+                        io::ErrorKind::UnexpectedEof.into(),
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) if !received_any => return Poll::Ready(Err(ExchangeError::Closed(Some(e)))),
+                Err(e) => return Poll::Ready(Err(ExchangeError::Io(e))),
             }
         }
-        match std::future::poll_fn(|cx| conn.poll_fill(cx)).await {
-            Ok(0) if !received_any => return Err(ExchangeError::Closed(None)),
-            Ok(0) => {
-                return Err(ExchangeError::Invalid(
-                    "connection closed in the middle of the head",
-                ));
-            }
-            Ok(_) => {}
-            Err(e) if !received_any => return Err(ExchangeError::Closed(Some(e))),
-            Err(e) => return Err(ExchangeError::Io(e)),
-        }
+    })
+    .await?;
+    if write_failed || (upload.is_some() && head.parts.status.as_u16() >= 400) {
+        // The request did not go out whole: the connection ends with this answer.
+        conn.reusable = false;
+        return Ok((head, None));
     }
+    conn.reusable = head.keep_alive;
+    Ok((head, upload))
 }
 
-/// The response body, read off the connection as it is polled. The
-/// connection returns to `home`'s idle list once the body has been read in
-/// full, if the upstream keeps it alive.
+/// The response body, read off the connection as it is polled, while an
+/// unfinished upload goes on. The connection returns to `home`'s idle list
+/// once the body has been read in full and the request written whole, if
+/// the upstream keeps it alive.
 pub struct RawBody {
     conn: Option<Box<RawConn>>,
-    framing: Framing,
+    decoder: Decoder,
     home: Home,
+    /// The request body, while it is still being written (boxed: most
+    /// requests have none).
+    upload: Option<Box<Upload>>,
     /// The answer's headers, when they pass through as lines: carried with
     /// the body to the server that writes the answer.
     headers: Option<RawHeaders>,
+    upgraded: bool,
 }
 
 impl RawBody {
     /// Splits a response into its head and its body, read off `conn`.
-    pub fn new(mut conn: Box<RawConn>, head: Head, home: Home) -> (response::Parts, RawBody) {
-        conn.reusable = head.keep_alive;
+    pub fn new(
+        mut conn: Box<RawConn>,
+        head: ResponseHead,
+        upload: Option<Box<Upload>>,
+        home: Home,
+    ) -> (http::response::Parts, RawBody) {
+        if head.upgraded {
+            conn.reusable = false;
+        }
         let mut body = RawBody {
             conn: Some(conn),
-            framing: head.framing,
+            decoder: Decoder::new(head.framing),
             home,
+            upload,
             headers: head.raw,
+            upgraded: head.upgraded,
         };
-        if body.framing == Framing::Done {
+        if body.decoder.is_done() && !body.upgraded {
             body.release();
         }
         (head.parts, body)
     }
 
-    /// The body is read in full: keep the connection if it can carry another request.
+    /// The body is read in full: keep the connection if it can carry
+    /// another request.
     fn release(&mut self) {
-        self.framing = Framing::Done;
+        if self.upload.is_some() {
+            // The request is not written whole: the connection cannot be reused.
+            self.conn = None;
+            return;
+        }
         if let Some(mut conn) = self.conn.take()
             && conn.reusable
             && conn.buf.is_empty()
@@ -283,8 +318,20 @@ impl RawBody {
         }
     }
 
+    /// After a `101`: the connection, for the tunnel.
+    pub fn take_upgraded(&mut self) -> Option<Upgraded> {
+        if !self.upgraded {
+            return None;
+        }
+        let conn = self.conn.take()?;
+        Some(Upgraded {
+            io: conn.io,
+            read: conn.buf,
+        })
+    }
+
     pub fn is_end_stream(&self) -> bool {
-        self.framing == Framing::Done
+        self.decoder.is_done()
     }
 
     /// The answer's headers, if they pass through as lines (see [`RawHeaders`]).
@@ -293,84 +340,79 @@ impl RawBody {
     }
 
     pub fn size_hint(&self) -> http_body::SizeHint {
-        match self.framing {
-            Framing::Done => http_body::SizeHint::with_exact(0),
-            Framing::Length(n) => http_body::SizeHint::with_exact(n),
-            Framing::Chunked(_) | Framing::UntilClose => http_body::SizeHint::default(),
+        let (lower, upper) = self.decoder.left();
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(lower);
+        if let Some(upper) = upper {
+            hint.set_upper(upper);
         }
+        hint
     }
 
     pub fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailed>>> {
         let this = &mut *self;
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match this.framing {
-                Framing::Done => {
-                    this.release();
-                    return Poll::Ready(None);
-                }
-                Framing::Length(left) => {
-                    if !conn.buf.is_empty() {
-                        let n = left.min(conn.buf.len() as u64);
-                        let data = conn.buf.split_to(n as usize).freeze();
-                        if n == left {
-                            this.release();
-                        } else {
-                            this.framing = Framing::Length(left - n);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Framing::UntilClose => {
-                    if !conn.buf.is_empty() {
-                        let data = conn.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Framing::Chunked(state) => match chunked::step(state, &conn.buf) {
-                    Ok(st) => {
-                        conn.buf.advance(st.used - st.data);
-                        let data = conn.buf.split_to(st.data).freeze();
-                        this.framing = match st.next {
-                            Some(s) => Framing::Chunked(s),
-                            None => Framing::Done,
-                        };
-                        if !data.is_empty() {
-                            if this.framing == Framing::Done {
-                                this.release();
-                            }
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
-                        }
-                        if this.framing == Framing::Done || !conn.buf.is_empty() {
-                            continue;
-                        }
-                    }
-                    Err(_) => {
+            if let Some(up) = &mut this.upload {
+                match up.poll(cx, &mut conn.io) {
+                    Poll::Ready(Ok(())) => this.upload = None,
+                    Poll::Ready(Err(UploadError::Body(e))) => {
                         this.conn = None;
-                        return Poll::Ready(Some(Err(BodyError::BadChunk)));
+                        return Poll::Ready(Some(Err(BodyFailed::Request(e))));
                     }
-                },
+                    Poll::Ready(Err(UploadError::Write(_))) => {
+                        this.upload = None;
+                        conn.reusable = false;
+                    }
+                    Poll::Pending => {}
+                }
             }
-            // Need more bytes.
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) if this.framing == Framing::UntilClose => {
-                    conn.reusable = false;
+            match this.decoder.decode(&mut conn.buf) {
+                Ok(Decoded::Data(data)) => {
+                    if this.decoder.is_done() {
+                        this.release();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::Trailers(t)) => {
                     this.release();
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                Ok(Decoded::End) => {
+                    if this.conn.is_some() {
+                        this.release();
+                    }
                     return Poll::Ready(None);
                 }
-                Ok(0) => {
+                Ok(Decoded::More) => {}
+                Err(e) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(BodyError::Truncated)));
+                    return Poll::Ready(Some(Err(BodyFailed::Framing(e))));
+                }
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    conn.reusable = false;
+                    match this.decoder.eof() {
+                        Ok(()) => {
+                            this.release();
+                            return Poll::Ready(None);
+                        }
+                        Err(e) => {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(BodyFailed::Framing(e))));
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(BodyError::Io(e))));
+                    return Poll::Ready(Some(Err(BodyFailed::Io(e))));
                 }
             }
         }
@@ -379,15 +421,12 @@ impl RawBody {
 
 /// Why a response body ended early.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    #[error("upstream closed the connection before the body was complete")]
-    Truncated,
+pub enum BodyFailed {
+    #[error("invalid body from upstream: {0}")]
+    Framing(#[source] BodyError),
     #[error("upstream connection failed mid-body: {0}")]
     Io(#[source] io::Error),
-    #[error("invalid chunked body from upstream")]
-    BadChunk,
+    /// The client's request body failed while the answer streamed.
+    #[error("the request body failed: {0}")]
+    Request(#[source] crate::proxy::body::BoxError),
 }
-
-pub(super) mod head;
-#[cfg(test)]
-mod tests;

@@ -7,7 +7,6 @@
 //! its kept-alive connections.
 
 pub mod body;
-pub mod conn;
 pub mod h1;
 pub mod health;
 pub mod probe;
@@ -79,9 +78,7 @@ impl Home {
 /// One lane's kept-alive connections to a target.
 #[derive(Debug, Default)]
 pub struct Kept {
-    /// hyper connections (requests with bodies) waiting for the next request.
-    pub hyper: conn::IdleList,
-    /// Connections of the lean client (bodiless requests).
+    /// HTTP/1.1 connections waiting for the next request.
     pub raw: h1::RawIdle,
 }
 
@@ -134,7 +131,6 @@ impl Registry {
             .collect();
         for t in targets {
             for kept in &t.kept {
-                kept.hyper.sweep();
                 kept.raw.sweep();
             }
         }

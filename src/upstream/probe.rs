@@ -135,7 +135,7 @@ pub async fn probe(
         let head = format!(
             "GET {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: {USER_AGENT}\r\nconnection: close\r\n\r\n"
         );
-        let answer = h1::exchange(&mut conn, head.as_bytes(), false, false)
+        let (answer, _) = h1::exchange(&mut conn, head.as_bytes(), None, Default::default())
             .await
             .map_err(|_| "invalid answer")?;
         Ok(answer.parts.status.as_u16())

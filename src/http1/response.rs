@@ -2,6 +2,12 @@
 //! off the read buffer, and its headers either built into a header map or
 //! kept as the upstream's own lines ([`RawHeaders`]).
 //!
+//! An answer whose framing a client could read differently from the proxy
+//! is refused, and the proxy answers 502 instead (RFC 9112 section 6.3, as
+//! nginx does): `transfer-encoding` beside `content-length`, more than one
+//! `content-length` (even equal ones), a length that is not plain digits, a
+//! status outside 100-599, or a `101` the request did not ask for.
+//!
 //! Why the lines: building a header map from a head, and writing the map out
 //! again, is most of what a small answer costs the proxy. When whoever serves
 //! the client writes the answer itself (the lean path) and nothing on the way
@@ -16,8 +22,38 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use std::mem::MaybeUninit;
 
-use super::{ExchangeError, Framing, Head, MAX_HEAD, MAX_HEADERS};
-use crate::chunked::Chunk;
+use super::body::Framing;
+use super::{MAX_HEAD, MAX_HEADERS, content_length};
+
+/// What the request was, which the answer's reading depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked {
+    /// A HEAD: the answer has no body whatever it declares.
+    pub head_request: bool,
+    /// An upgrade: a `101` is the answer it hopes for.
+    pub upgrade: bool,
+    /// The headers may stay the upstream's lines ([`RawHeaders`]).
+    pub pass: bool,
+}
+
+/// An answer head that cannot be passed on (the proxy answers 502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid answer: {0}")]
+pub struct Invalid(pub &'static str);
+
+/// A parsed response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status and headers; no headers when they are in `raw`.
+    pub parts: http::response::Parts,
+    pub framing: Framing,
+    /// The connection may carry another request once the body is read.
+    pub keep_alive: bool,
+    /// The headers as the upstream's lines, when asked for and possible.
+    pub raw: Option<RawHeaders>,
+    /// A `101` to an upgrade: the connection is the new protocol's now.
+    pub upgraded: bool,
+}
 
 /// An answer's headers as the upstream sent them, for a server that writes
 /// the answer itself: `name: value\r\n` lines, names lowercase, without the
@@ -138,6 +174,7 @@ impl Kind {
             (7, b'u') if is(b"upgrade") => Kind::OtherHop,
             (10, b'c') if is(b"connection") => Kind::Connection,
             (10, b'k') if is(b"keep-alive") => Kind::KeepAlive,
+            (14, b'h') if is(b"http2-settings") => Kind::OtherHop,
             (14, b'c') if is(b"content-length") => Kind::ContentLength,
             (16, b'p') if is(b"proxy-connection") => Kind::OtherHop,
             (17, b't') if is(b"transfer-encoding") => Kind::TransferEncoding,
@@ -192,6 +229,7 @@ struct Read {
     status: StatusCode,
     framing: Framing,
     keep_alive: bool,
+    upgraded: bool,
     /// Lines to pass through, when the head may pass (see [`RawHeaders`]).
     raw: Option<(Option<u64>, bool)>,
     count: usize,
@@ -200,17 +238,13 @@ struct Read {
 /// Parses a complete head off the front of `buf`, skipping interim (1xx)
 /// answers; `None` when more bytes are needed. `pass` asks for the headers
 /// as [`RawHeaders`] where the head allows it.
-pub(super) fn parse_head(
-    buf: &mut BytesMut,
-    head_request: bool,
-    pass: bool,
-) -> Result<Option<Head>, ExchangeError> {
+pub fn parse(buf: &mut BytesMut, asked: Asked) -> Result<Option<ResponseHead>, Invalid> {
     loop {
         // Where each header lies, so that the head is split off the read
         // buffer before its headers are built: values then share the buffer
         // instead of a copy of the head.
         let mut spans = [Span::default(); MAX_HEADERS];
-        let read = match read(buf, head_request, pass, &mut spans)? {
+        let read = match read(buf, asked, &mut spans)? {
             First::Head(read) => read,
             First::Interim => continue,
             First::Incomplete => return Ok(None),
@@ -226,7 +260,7 @@ pub(super) fn parse_head(
         {
             head.truncate(end);
             // For the few headers the proxy sets on the answer.
-            parts.headers = crate::proxy::spare::take(4);
+            parts.headers = super::spare::take(4);
             raw = Some(RawHeaders {
                 lines: head.freeze(),
                 length: declared.unwrap_or(NO_LENGTH),
@@ -235,11 +269,12 @@ pub(super) fn parse_head(
         } else {
             parts.headers = map(&head.freeze(), spans)?;
         }
-        return Ok(Some(Head {
+        return Ok(Some(ResponseHead {
             parts,
             framing: read.framing,
             keep_alive: read.keep_alive,
             raw,
+            upgraded: read.upgraded,
         }));
     }
 }
@@ -256,10 +291,9 @@ enum First {
 /// The first pass over a head at the front of `buf`.
 fn read(
     buf: &mut BytesMut,
-    head_request: bool,
-    pass: bool,
+    asked: Asked,
     spans: &mut [Span; MAX_HEADERS],
-) -> Result<First, ExchangeError> {
+) -> Result<First, Invalid> {
     // Uninitialized slots: zeroing 128 headers per answer would cost more
     // than parsing a typical head.
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
@@ -269,17 +303,21 @@ fn read(
     let len = match parsed {
         Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
         Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(First::Incomplete),
-        Ok(_) => return Err(ExchangeError::Invalid("response head over 64 KiB")),
-        Err(_) => return Err(ExchangeError::Invalid("malformed response head")),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(Invalid("response head over 64 KiB"));
+        }
+        Err(_) => return Err(Invalid("malformed response head")),
     };
-    let status = StatusCode::from_u16(resp.code.unwrap_or(0))
-        .map_err(|_| ExchangeError::Invalid("invalid status code"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err(ExchangeError::Invalid(
-            "upstream switched protocols without being asked",
-        ));
+    let status = resp
+        .code
+        .filter(|c| (100..=599).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(Invalid("status outside 100-599"))?;
+    let upgraded = status == StatusCode::SWITCHING_PROTOCOLS;
+    if upgraded && !asked.upgrade {
+        return Err(Invalid("upstream switched protocols without being asked"));
     }
-    if status.is_informational() {
+    if status.is_informational() && !upgraded {
         // 100 Continue, 103 Early Hints...: not for this client.
         bytes::Buf::advance(buf, len);
         return Ok(First::Interim);
@@ -290,7 +328,7 @@ fn read(
     };
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
-    let mut passes = pass;
+    let mut passes = asked.pass && !upgraded;
     let (mut lengths, mut length, mut bad_length) = (0, None, None);
     let (mut chunked, mut te) = (false, false);
     let mut has_date = false;
@@ -315,7 +353,7 @@ fn read(
             Kind::Date => has_date = true,
             Kind::ContentLength => {
                 lengths += 1;
-                match (crate::chunked::content_length(h.value), length) {
+                match (content_length(h.value), length) {
                     (Some(n), Some(l)) if n != l => {
                         bad_length = bad_length.or(Some("differing content-lengths"));
                     }
@@ -327,7 +365,7 @@ fn read(
                 te = true;
                 span.skip = UNPASSED;
                 // Only the last header's final coding decides.
-                chunked = crate::chunked::ends_chunked(h.value);
+                chunked = ends_chunked(h.value);
             }
             Kind::Connection => {
                 connection.read(h.value);
@@ -348,32 +386,36 @@ fn read(
             }
         }
     }
+    // Response splitting or a confused upstream (RFC 9112 section 6.1):
+    // refused whatever the request, so that the connection is never reused.
+    if te && lengths > 0 {
+        return Err(Invalid("both transfer-encoding and content-length"));
+    }
+    if lengths > 1 {
+        return Err(Invalid("more than one content-length"));
+    }
+    if let Some(bad) = bad_length {
+        return Err(Invalid(bad));
+    }
     // RFC 9112 section 6.3.
-    let (framing, framed) =
-        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            (Framing::Done, true)
-        } else if te {
-            if lengths > 0 {
-                // Response splitting or a confused upstream (RFC 9112 section 6.1).
-                return Err(ExchangeError::Invalid(
-                    "both transfer-encoding and content-length",
-                ));
-            }
-            match chunked {
-                true => (Framing::Chunked(Chunk::START), true),
-                false => (Framing::UntilClose, false),
-            }
-        } else if lengths > 0 {
-            if let Some(bad) = bad_length {
-                return Err(ExchangeError::Invalid(bad));
-            }
-            match length {
-                Some(0) | None => (Framing::Done, true),
-                Some(n) => (Framing::Length(n), true),
-            }
-        } else {
-            (Framing::UntilClose, false)
-        };
+    let no_body = asked.head_request
+        || upgraded
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let (framing, framed) = if no_body {
+        (Framing::Empty, !upgraded)
+    } else if te {
+        match chunked {
+            true => (Framing::Chunked, true),
+            false => (Framing::UntilClose, false),
+        }
+    } else {
+        match length {
+            Some(0) => (Framing::Empty, true),
+            Some(n) => (Framing::Length(n), true),
+            None => (Framing::UntilClose, false),
+        }
+    };
     let http10 = resp.version == Some(0);
     let keep_alive = framed
         && if http10 {
@@ -392,6 +434,7 @@ fn read(
         status,
         framing,
         keep_alive,
+        upgraded,
         raw: passes.then_some((length, has_date)),
         count: resp.headers.len(),
     }))
@@ -434,16 +477,28 @@ fn compact(head: &mut BytesMut, spans: &[Span], len: usize) -> Option<usize> {
 }
 
 /// The head's headers as a map, but for those [`UNMAPPED`].
-fn map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ExchangeError> {
+fn map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, Invalid> {
     // Room for the headers the proxy adds on the way back.
-    let mut map = crate::proxy::spare::take(spans.len() + 4);
+    let mut map = super::spare::take(spans.len() + 4);
     for s in spans.iter().filter(|s| s.skip & UNMAPPED == 0) {
         let (name, value) = (s.name as usize, s.value as usize);
         let name = HeaderName::from_bytes(&head[name..name + s.name_len as usize])
-            .map_err(|_| ExchangeError::Invalid("invalid header name"))?;
+            .map_err(|_| Invalid("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(value..value + s.value_len as usize))
-            .map_err(|_| ExchangeError::Invalid("invalid header value"))?;
+            .map_err(|_| Invalid("invalid header value"))?;
         map.append(name, value);
     }
     Ok(map)
 }
+
+/// Whether a `transfer-encoding` value's final coding is `chunked` (only
+/// the final coding of the last such header frames an answer).
+fn ends_chunked(value: &[u8]) -> bool {
+    value
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+#[cfg(test)]
+mod tests;

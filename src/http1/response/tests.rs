@@ -1,26 +1,15 @@
 use super::*;
 
-fn head(raw: &str, head_request: bool) -> Result<Option<Head>, ExchangeError> {
-    parse_head(&mut BytesMut::from(raw), head_request, false)
+fn asked(head_request: bool, pass: bool) -> Asked {
+    Asked {
+        head_request,
+        upgrade: false,
+        pass,
+    }
 }
 
-#[test]
-fn encodes_bodiless_requests() {
-    let req = Request::get("http://u:1/a/b?x=1")
-        .header("host", "shop")
-        .header("x-request-id", "abc")
-        .body(())
-        .unwrap();
-    let mut out = Vec::new();
-    encode_head(&req, &mut out);
-    assert_eq!(
-        out,
-        b"GET /a/b?x=1 HTTP/1.1\r\nhost: shop\r\nx-request-id: abc\r\n\r\n"
-    );
-    let post = Request::post("http://u:1/").body(()).unwrap();
-    out.clear();
-    encode_head(&post, &mut out);
-    assert_eq!(out, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+fn head(raw: &str, head_request: bool) -> Result<Option<ResponseHead>, Invalid> {
+    parse(&mut BytesMut::from(raw), asked(head_request, false))
 }
 
 #[test]
@@ -36,18 +25,18 @@ fn framing_follows_rfc9112() {
     );
     assert_eq!(
         f("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", true),
-        Ok(Some((Framing::Done, true)))
+        Ok(Some((Framing::Empty, true)))
     );
     assert_eq!(
         f("HTTP/1.1 204 No Content\r\n\r\n", false),
-        Ok(Some((Framing::Done, true)))
+        Ok(Some((Framing::Empty, true)))
     );
     assert_eq!(
         f(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
             false
         ),
-        Ok(Some((Framing::Chunked(Chunk::START), true)))
+        Ok(Some((Framing::Chunked, true)))
     );
     assert_eq!(
         f("HTTP/1.1 200 OK\r\n\r\n", false),
@@ -78,6 +67,17 @@ fn framing_follows_rfc9112() {
         "HTTP/1.1 200 OK\r\ncontent-length: +1\r\n\r\n",
         "HTTP/1.1 101 Switching\r\n\r\n",
         "HELLO\r\n\r\n",
+        // Ambiguous framing is refused, not passed or tidied.
+        "HTTP/1.1 200 OK\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\ncontent-length: x\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+        // Statuses outside 100-599.
+        "HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n",
+        "HTTP/1.1 999 Odd\r\ncontent-length: 0\r\n\r\n",
+        "HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n",
     ] {
         assert!(f(bad, false).is_err(), "{bad}");
     }
@@ -88,7 +88,7 @@ fn interim_answers_are_skipped_and_values_kept() {
     let mut buf = BytesMut::from(
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\nabc",
     );
-    let h = parse_head(&mut buf, false, false).unwrap().unwrap();
+    let h = parse(&mut buf, Asked::default()).unwrap().unwrap();
     assert_eq!(h.parts.status, 200);
     let values: Vec<&str> = h
         .parts
@@ -141,7 +141,7 @@ fn connection_headers_are_read_not_kept_unless_they_name_others() {
 
 /// A head's headers as its map has them, names lowercase, grouped by name
 /// in the order each name first came (as a map iterates).
-fn map_pairs(h: &Head) -> Vec<(String, String)> {
+fn map_pairs(h: &ResponseHead) -> Vec<(String, String)> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     h.parts
         .headers
@@ -165,10 +165,10 @@ fn line_pairs(raw: &RawHeaders) -> Vec<(String, String)> {
     pairs
 }
 
-fn both(raw: &str, head_request: bool) -> (Head, Head, BytesMut, BytesMut) {
+fn both(raw: &str, head_request: bool) -> (ResponseHead, ResponseHead, BytesMut, BytesMut) {
     let (mut a, mut b) = (BytesMut::from(raw), BytesMut::from(raw));
-    let mapped = parse_head(&mut a, head_request, false).unwrap().unwrap();
-    let passed = parse_head(&mut b, head_request, true).unwrap().unwrap();
+    let mapped = parse(&mut a, asked(head_request, false)).unwrap().unwrap();
+    let passed = parse(&mut b, asked(head_request, true)).unwrap().unwrap();
     (mapped, passed, a, b)
 }
 
@@ -201,11 +201,7 @@ fn heads_the_proxy_must_act_on_are_mapped_not_passed() {
         "HTTP/1.1 200 OK\r\ntrailer: x-sum\r\ntransfer-encoding: chunked\r\n\r\n",
         "HTTP/1.1 200 OK\r\nte: trailers\r\ncontent-length: 0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nproxy-connection: keep-alive\r\ncontent-length: 0\r\n\r\n",
-        "HTTP/1.1 200 OK\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n",
         "HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
-        "HTTP/1.1 304 Not Modified\r\ncontent-length: x\r\n\r\n",
-        // The one length the lines cannot carry apart from none.
-        "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n",
     ] {
         let (mapped, passed, _, _) = both(head, false);
         assert!(passed.raw.is_none(), "{head:?} passed");
@@ -365,9 +361,10 @@ mod passing {
 mod kinds {
     use proptest::prelude::*;
 
-    use super::head::Kind;
+    use super::Kind;
 
-    const NAMES: [(&str, Kind); 10] = [
+    const NAMES: [(&str, Kind); 11] = [
+        ("http2-settings", Kind::OtherHop),
         ("te", Kind::OtherHop),
         ("date", Kind::Date),
         ("expect", Kind::OtherHop),
@@ -410,4 +407,21 @@ mod kinds {
             prop_assert_eq!(Kind::of(&name), NAMES[pick].1);
         }
     }
+}
+
+#[test]
+fn a_101_is_taken_only_for_an_upgrade() {
+    let raw = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nframes";
+    let upgrade = Asked {
+        head_request: false,
+        upgrade: true,
+        pass: true,
+    };
+    let mut buf = BytesMut::from(raw);
+    let h = parse(&mut buf, upgrade).unwrap().unwrap();
+    assert!(h.upgraded && !h.keep_alive && h.raw.is_none());
+    assert_eq!(h.parts.status, 101);
+    assert_eq!(h.parts.headers["upgrade"], "websocket");
+    assert_eq!(&buf[..], b"frames", "what follows is the new protocol's");
+    assert!(head(raw, false).is_err());
 }
