@@ -352,6 +352,12 @@ async fn connect_is_a_405() {
     )
     .await;
     check_raw("CONNECT", &a, 405, Some(b.addr().port()));
+    // RFC 9110 section 15.5.6: a 405 lists what is allowed.
+    let allow = a.header("allow").expect("an Allow header");
+    assert!(
+        allow.contains("GET") && !allow.contains("CONNECT"),
+        "{allow}"
+    );
     assert_eq!(b.requests(), 0, "nothing forwarded");
 }
 

@@ -201,3 +201,41 @@ async fn every_request_and_event_is_one_object_with_an_event_field() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SPEC 3.4: the access log has a line for every request, also for one
+/// whose client hung up before its answer (499, as nginx writes it), and
+/// the request's upstream exchange ends with it.
+#[tokio::test]
+async fn a_client_that_hangs_up_before_its_answer_is_logged_499() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
+        let tx = tx.clone();
+        async move {
+            if support::raw::read_head(&mut s).await {
+                let _ = tx.send(());
+            }
+            // Never answers.
+            std::future::pending::<()>().await;
+        }
+    })
+    .await
+    .unwrap();
+    let mut p = ProxyProcess::start(&default_to(&up.url())).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut s,
+        b"GET /abandoned HTTP/1.1\r\nHost: t\r\nX-Request-Id: gone-1\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("the request reached the upstream");
+    drop(s);
+    let line = p
+        .log_line(|v| event(v, "request") && v["request_id"] == "gone-1")
+        .await;
+    assert_eq!(line["status"], 499, "{line}");
+    assert_eq!(line["complete"], false, "{line}");
+    assert_eq!(line["path"], "/abandoned", "{line}");
+}
