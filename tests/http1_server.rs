@@ -325,3 +325,58 @@ async fn a_request_never_carries_headers_of_the_one_before() {
         assert_ne!(ids[0].1, "first");
     }
 }
+
+/// SPEC 3.4: a stream the client resets ends its request — its upstream
+/// exchange is dropped — and frees its connection: with no stream open,
+/// the connection is idle and closes at `idle_timeout`.
+#[tokio::test]
+async fn a_reset_http2_stream_ends_its_exchange_and_frees_the_connection() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
+        let tx = tx.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            if support::raw::read_head(&mut s).await {
+                let _ = tx.send("head");
+            }
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            let _ = tx.send("dropped");
+        }
+    })
+    .await
+    .unwrap();
+    let proxy = start(&format!(
+        "[server]\nidle_timeout = \"300ms\"\nheader_read_timeout = \"30s\"\n{}",
+        default_to(&up.url())
+    ))
+    .await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{}/slow", proxy.addr))
+        .body(())
+        .unwrap();
+    let (_resp, mut stream) = client.send_request(req, true).unwrap();
+    let wait = Duration::from_secs(10);
+    let head = tokio::time::timeout(wait, rx.recv()).await;
+    assert_eq!(head.ok().flatten(), Some("head"));
+    stream.send_reset(h2::Reason::CANCEL);
+    let dropped = tokio::time::timeout(wait, rx.recv()).await;
+    assert_eq!(
+        dropped.ok().flatten(),
+        Some("dropped"),
+        "the exchange outlived its stream"
+    );
+    // The connection closes at idle_timeout (300 ms); without the stream
+    // freed it would stay open for as long as the client keeps it.
+    let ended = tokio::time::timeout(wait, conn).await;
+    assert!(
+        ended.is_ok(),
+        "the connection was still open 10 s after its only stream was reset"
+    );
+}

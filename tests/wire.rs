@@ -157,6 +157,7 @@ const SSE_HEAD: &str =
 const SSE_FIRST: &[u8] = b"d\r\ndata: first\n\n\r\n";
 const SSE_REST: &[u8] = b"c\r\ndata: rest\n\n\r\n0\r\n\r\n";
 const DRIP_HEAD: &str = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+const UNTIL_CLOSE_HEAD: &str = "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
 
 /// Reads off `s` until `want` has arrived; panics after [`PART_WAIT`].
 async fn read_until(s: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
@@ -188,6 +189,8 @@ async fn trickling_answers_reach_http1_clients_part_by_part() {
             &b"data: rest"[..],
         ),
         (DRIP_HEAD, b"12345", b"67890", b"12345", b"67890"),
+        // Until close: the answer ends when the upstream hangs up.
+        (UNTIL_CLOSE_HEAD, b"first;", b"rest;", b"first;", b"rest;"),
     ] {
         let gate = Arc::new(Notify::new());
         let up = gated_upstream(head, first, rest, gate.clone()).await;
@@ -309,4 +312,109 @@ fn tokio_stream_from<T>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Trailers of a chunked answer reach the client: in the last chunk over
+/// HTTP/1.1, as a trailers frame over HTTP/2 (what gRPC's status rides on).
+#[tokio::test]
+async fn trailers_of_chunked_answers_reach_the_client() {
+    let up = support::raw::raw_upstream(|mut s: TcpStream| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-checksum\r\n\r\n2\r\nok\r\n0\r\nx-checksum: 42\r\n\r\n")
+            .await;
+    })
+    .await;
+    let p = start(&default_to(&up.url())).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /t HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"x-checksum: 42\r\n\r\n").await;
+    let resp = h2()
+        .request(Request::get(p.url("/t")).body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    let collected = tokio::time::timeout(PART_WAIT, resp.into_body().collect())
+        .await
+        .expect("the body in time")
+        .unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers over h2");
+    assert_eq!(trailers["x-checksum"], "42");
+    assert_eq!(collected.to_bytes(), "ok");
+}
+
+/// Every way the proxy sends a request of its own goes in origin-form too:
+/// a fallback's replay, a shadow copy, a composition leg.
+#[tokio::test]
+async fn replays_copies_and_legs_go_upstream_in_origin_form() {
+    let (up, seen) = recording_upstream().await;
+    let dead = dead_addr().await;
+    let json = legacy_stub::spawn_local(legacy_stub::Kind::Test {
+        name: "json".into(),
+    })
+    .await
+    .unwrap();
+    let p = start(&format!(
+        r#"
+[upstreams.gone]
+targets = ["http://{dead}"]
+[upstreams.rec]
+targets = ["{rec}"]
+[upstreams.json]
+targets = ["{json}"]
+[[routes]]
+name = "replayed"
+prefix = "/replayed"
+upstream = "gone"
+fallback = "rec"
+[[routes]]
+name = "shadowed"
+prefix = "/shadowed"
+upstream = "json"
+shadow = {{ to = "rec", percent = 100, methods = ["POST"] }}
+[[routes]]
+name = "composed"
+path = "/composed/{{id}}"
+[routes.compose]
+[[routes.compose.legs]]
+name = "main"
+upstream = "json"
+path = "/echo/{{id}}"
+[[routes.compose.legs]]
+name = "extra"
+upstream = "rec"
+path = "/legs/{{id}}?x=1"
+optional = true
+"#,
+        rec = up.url(),
+        json = json.url(),
+    ))
+    .await;
+    let client = h1();
+    let post = |path: &str| {
+        Request::post(p.url(path))
+            .body(Full::new(Bytes::from_static(b"hello")))
+            .unwrap()
+    };
+    let lines = |seen: &std::sync::Mutex<Vec<support::raw::Seen>>| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.line.clone())
+            .collect()
+    };
+    assert_eq!(send(&client, post("/replayed/a?q=1")).await.status, 200);
+    assert_eq!(lines(&seen), ["POST /replayed/a?q=1 HTTP/1.1"]);
+    assert_eq!(seen.lock().unwrap()[0].body, b"hello");
+    seen.lock().unwrap().clear();
+
+    assert_eq!(send(&client, post("/shadowed/b?q=2")).await.status, 200);
+    let copy = eventually("the shadow copy sent", || lines(&seen).pop()).await;
+    assert_eq!(copy, "POST /shadowed/b?q=2 HTTP/1.1");
+    seen.lock().unwrap().clear();
+
+    let a = get(&p.url("/composed/7")).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(lines(&seen), ["GET /legs/7?x=1 HTTP/1.1"]);
 }

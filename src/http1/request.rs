@@ -164,6 +164,12 @@ pub fn parse(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
             }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            // Which it is depends on the whole request line: wait for it.
+            Err(httparse::Error::Version)
+                if memchr::memchr(b'\n', buf).is_none() && buf.len() <= MAX_HEAD =>
+            {
+                return Ok(None);
+            }
             Err(httparse::Error::Version) => return Err(version_error(buf)),
             Err(_) => return Err(HeadError::Malformed("malformed request head")),
         };
@@ -303,6 +309,11 @@ fn build(
 /// origin-form, absolute-form (`http`/`https`, no userinfo), `*` only for
 /// OPTIONS, authority-form only for CONNECT.
 fn check_target(raw: &[u8], uri: &Uri, method: &Method) -> Result<(), HeadError> {
+    // A fragment is no part of a request target (RFC 9112 section 3.2):
+    // dropped silently, it would route one target as another.
+    if raw.contains(&b'#') {
+        return Err(HeadError::Malformed("the request target has a fragment"));
+    }
     if raw.starts_with(b"/") {
         return Ok(());
     }
@@ -473,6 +484,9 @@ mod tests {
             "GET http://evil@a/x HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            // Found by fuzzing: http's URI parser drops a fragment.
+            "GET //#x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n",
         ] {
             assert!(
                 matches!(one(raw), Err(HeadError::Malformed(_))),
@@ -535,6 +549,19 @@ mod tests {
         ] {
             assert!(matches!(one(raw), Err(HeadError::Malformed(_))), "{raw:?}");
         }
+    }
+
+    /// Found by fuzzing: a bad version read before its line was complete
+    /// was judged on part of the line, so the answer depended on how the
+    /// bytes were split.
+    #[test]
+    fn a_bad_version_is_judged_on_the_whole_line() {
+        let raw = "POST /u HTTP/1t-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let whole = one(raw).unwrap_err();
+        let mut buf = BytesMut::from(&raw[..17]);
+        assert!(parse(&mut buf).unwrap().is_none(), "wait for the line");
+        buf.extend_from_slice(&raw.as_bytes()[17..]);
+        assert_eq!(parse(&mut buf).unwrap_err(), whole);
     }
 
     #[test]

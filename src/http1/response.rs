@@ -10,7 +10,7 @@
 //!
 //! Why the lines: building a header map from a head, and writing the map out
 //! again, is most of what a small answer costs the proxy. When whoever serves
-//! the client writes the answer itself (the lean path) and nothing on the way
+//! the client writes the answer itself (the HTTP/1 server) and nothing on the way
 //! reads the headers, the head passes through as lines instead — rewritten
 //! in place as `name: value\r\n` with lowercase names, so the client sees
 //! what it would see from the map. A head with anything the proxy must act

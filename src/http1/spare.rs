@@ -3,7 +3,7 @@
 //! hyper keeps the last head's map for the next. A header map costs two
 //! allocations to make and two to drop, about as much as filling it.
 //!
-//! Only the lean path gives maps back (the request's once its upstream head
+//! Only the HTTP/1 paths give maps back (the request's once its upstream head
 //! is written, the answer's once its head is sent); any other map is
 //! dropped as usual. Taking from an empty spare list makes a new map.
 

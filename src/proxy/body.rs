@@ -64,11 +64,11 @@ impl Body for Inbound {
 
 /// The client's body going upstream, counted against `max_request_body`.
 ///
-/// A body with a `content-length` over the limit is refused before anything is
-/// sent; hyper holds a body to its declared length. A body without one (chunked,
-/// or HTTP/2 without the header) is counted while it streams, and the moment it
-/// passes the limit the upstream request is aborted and `tripped` is set, so
-/// the journey answers 413 instead of 502.
+/// A body with a `content-length` over the limit is refused before anything
+/// is sent; the codec (hyper for HTTP/2) holds a body to its declared length.
+/// A body without one (chunked, or HTTP/2 without the header) is counted while
+/// it streams, and the moment it passes the limit the upstream request is
+/// aborted and `tripped` is set, so the journey answers 413 instead of 502.
 #[derive(Debug)]
 pub struct RequestBody {
     /// Bytes already read from the client, sent before the rest of `inner`.

@@ -52,7 +52,8 @@ pub fn client_body(
     let unbounded = !parts.headers.contains_key(header::CONTENT_LENGTH);
     match body {
         ClientBody::Streaming(body) if body.is_end_stream() => (RequestBody::empty(), None),
-        // hyper holds a body to its declared length, checked against the limit on accept.
+        // The codec (hyper for HTTP/2) holds a body to its declared length,
+        // checked against the limit on accept.
         ClientBody::Streaming(body) if !unbounded => {
             (RequestBody::streaming(body, max_body, None), None)
         }

@@ -145,7 +145,7 @@ impl Proxy {
     }
 
     /// [`Proxy::handle`] for a server that writes the answer's head itself
-    /// (the lean path): a plain answer's headers may stay the upstream's
+    /// (the HTTP/1 server): a plain answer's headers may stay the upstream's
     /// lines, taken with [`ResponseBody::take_raw_headers`], and the
     /// answer's header map then holds only what the proxy set.
     pub(crate) async fn handle_passing_head(

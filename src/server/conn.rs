@@ -16,7 +16,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,18 +30,15 @@ use tokio::time::{Instant, Sleep};
 #[derive(Debug, Default)]
 pub struct ConnShared {
     in_flight: AtomicUsize,
-    /// Requests started so far; the n-th request gets number n.
-    started: AtomicU32,
     upgraded: AtomicBool,
     /// Woken when the last request in flight ends, so an idle timer starts.
     idle: AtomicWaker,
 }
 
 impl ConnShared {
-    /// Marks a request as started; returns its number on this connection.
-    pub fn begin(&self) -> u32 {
+    /// Marks a request as started.
+    pub fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.started.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Marks a request as finished (its response body done or dropped).
@@ -132,9 +129,8 @@ impl ClientIo {
         };
     }
 
-    /// A request head has been read whole (by the lean path, which does not
-    /// read while the request is served, as hyper does): the head deadline
-    /// no longer applies, and once the request ends the idle one does.
+    /// A request head has been read whole (by the HTTP/1 server): the head
+    /// deadline no longer applies, and once the request ends the idle one does.
     pub fn head_read(&mut self) {
         self.phase = Phase::Busy;
     }

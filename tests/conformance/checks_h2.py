@@ -1,7 +1,7 @@
 """HTTP/2 checks (SPEC 3.1, 3.4): load with h2load, and abuse with frames
 written by hand: a stream reset while the upstream works, rapid reset
-(CVE-2023-44487), a CONTINUATION flood, and an idle connection kept "busy"
-with PINGs. After each abuse the proxy must still be alive and serving new
+(CVE-2023-44487), a CONTINUATION flood, a flood of PINGs and SETTINGS
+never read back, and an idle connection kept "busy" with PINGs. After each abuse the proxy must still be alive and serving new
 connections.
 """
 
@@ -156,3 +156,57 @@ def h2_idle_ping_timeout(world):
     expect(closed_after is not None, f"still open after 12 s of PINGs{ga}")
     expect(closed_after <= 5, f"closed only after {closed_after:.1f} s{ga} (idle_timeout is 1 s)")
     return [f"closed after {closed_after:.1f} s{ga}"]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise Fail("no VmRSS")
+
+
+@check("h2_control_frame_flood", direct=False, timeout=60)
+def h2_control_frame_flood(world):
+    """Control frames sent faster than the client reads their answers
+    (CVE-2019-9512 PING flood, CVE-2019-9515 SETTINGS flood): 300,000 PINGs
+    and 20,000 SETTINGS written without ever reading. The proxy either ends
+    the connection or stops reading it (its acknowledgements back up); its
+    memory stays bounded (grows by less than 32 MiB) and it keeps serving
+    other connections."""
+    import socket
+    import threading
+
+    pid = world.proxy.proc.pid
+    before = _rss_kib(pid)
+    sock = socket.create_connection(world.addr("node"), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    from h2util import PREFACE, SETTINGS
+
+    flood = PREFACE + frame(SETTINGS, 0, 0)
+    flood += frame(PING, 0, 0, b"floodpng") * 300_000
+    flood += frame(SETTINGS, 0, 0) * 20_000
+    sent = {"n": 0, "ended": None}
+
+    def write():
+        view = memoryview(flood)
+        try:
+            while view:
+                n = sock.send(view[:65536])
+                view = view[n:]
+                sent["n"] += n
+            sent["ended"] = "all sent"
+        except socket.timeout:
+            sent["ended"] = "the proxy stopped reading"
+        except OSError as e:
+            sent["ended"] = f"connection ended ({e.__class__.__name__})"
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    t.join(20)
+    peak = _rss_kib(pid)
+    sock.close()
+    problems = world.proxy_serves()
+    grew = (peak - before) // 1024
+    expect(grew < 32, f"RSS grew by {grew} MiB ({before // 1024} -> {peak // 1024} MiB) after {sent['n'] // 1024} KiB")
+    expect(not problems, f"after the flood: {'; '.join(problems)}")
+    return [f"{sent['ended'] or 'still sending after 20 s'} after {sent['n'] // 1024} KiB; RSS {before // 1024} -> {peak // 1024} MiB"]

@@ -230,3 +230,21 @@ pub async fn counted(p: &TestProxy, n: u64) {
         tokio::task::yield_now().await;
     }
 }
+
+/// Polls `check` until it gives a value (returned), yielding to the runtime
+/// between polls; panics naming `what` after 10 s. For state that changes
+/// when background work finishes (a shadow copy sent, a count recorded),
+/// where nothing can be awaited directly.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 10 s: {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+}

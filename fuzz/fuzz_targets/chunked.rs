@@ -1,0 +1,4 @@
+//! libFuzzer entry point; the checks are [`strangler_fuzz::chunked`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| strangler_fuzz::chunked(data));
