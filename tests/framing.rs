@@ -66,6 +66,19 @@ async fn the_smuggling_check_holds_past_64_kib_and_1_mib() {
         );
         smuggler_after(&format!("after a {size}-byte chunk"), first.as_bytes(), 1).await;
     }
+    // The smuggler carrying a large chunk itself, after a GET: its head and
+    // body arrive in reads of more than 64 KiB.
+    let chunk = "x".repeat(70_000);
+    let big_smuggler = format!(
+        "GET /one HTTP/1.1\r\nHost: t\r\n\r\nPOST /two HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    let b = backend("b").await;
+    let proxy = start(&default_to(&b.url())).await;
+    let reply = send_raw(proxy.addr, big_smuggler.as_bytes(), WAIT).await;
+    let statuses: Vec<u16> = reply.responses().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 400], "{}", reply.text());
+    assert_eq!(b.requests(), 1, "only the GET forwarded");
     // Many small requests, more than 64 KiB of them.
     let get =
         "GET /small HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_owned() + &"p".repeat(1000) + "\r\n\r\n";
