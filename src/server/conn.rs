@@ -31,6 +31,9 @@ use tokio::time::{Instant, Sleep};
 pub struct ConnShared {
     in_flight: AtomicUsize,
     upgraded: AtomicBool,
+    /// An HTTP/2 connection passed `idle_timeout`: it is to say GOAWAY and
+    /// close (see [`ConnShared::idle_expired`]).
+    idle_expired: AtomicBool,
     /// Woken when the last request in flight ends, so an idle timer starts.
     idle: AtomicWaker,
 }
@@ -52,7 +55,18 @@ impl ConnShared {
     pub fn set_upgraded(&self) {
         self.upgraded.store(true, Ordering::Release);
     }
+
+    /// Whether an HTTP/2 connection has been idle for `idle_timeout`: its
+    /// server is to end it gracefully (GOAWAY), so the client knows not to
+    /// send on it, instead of finding it closed.
+    pub fn idle_expired(&self) -> bool {
+        self.idle_expired.load(Ordering::Acquire)
+    }
 }
+
+/// How long an idle HTTP/2 connection that was told GOAWAY has to close
+/// before its socket is cut: a round trip or two.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// The two client timeouts.
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +230,19 @@ impl AsyncRead for ClientIo {
                     && this.last_activity + this.timeouts.idle > Instant::now()
                 {
                     continue; // bytes moved since the timer was set
+                }
+                if let Phase::Idle { deadline } = this.phase
+                    && this.http2
+                    && !this.shared.idle_expired()
+                {
+                    // GOAWAY first: the server ends the connection, given
+                    // GOAWAY_GRACE for it before the socket is cut.
+                    this.shared.idle_expired.store(true, Ordering::Release);
+                    this.phase = Phase::Idle {
+                        deadline: deadline + GOAWAY_GRACE,
+                    };
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 let what = match this.phase {
                     Phase::Head { .. } => "request head not received within header_read_timeout",

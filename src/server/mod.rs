@@ -113,14 +113,19 @@ where
     }
 }
 
-/// Drives `conn` to its end; on shutdown, lets it finish what is in flight
-/// and close when idle (HTTP/2: GOAWAY).
+/// Drives `conn` to its end; on shutdown, or once the connection has been
+/// idle for `idle_timeout` (`shared`), lets it finish what is in flight and
+/// close when idle (HTTP/2: GOAWAY).
 ///
 /// The connection task is polled several times per request. Polling the stop
 /// signal each time would re-register its waker under a lock, so it is polled
 /// once to register, and again only when the signal has changed (an atomic
 /// read of a second receiver); the registration wakes the task on shutdown.
-async fn drive(conn: impl Graceful, stop: &mut watch::Receiver<bool>) -> hyper::Result<()> {
+async fn drive(
+    conn: impl Graceful,
+    stop: &mut watch::Receiver<bool>,
+    shared: &ConnShared,
+) -> hyper::Result<()> {
     let changed = stop.clone();
     let stopping = stopped(stop);
     tokio::pin!(conn, stopping);
@@ -132,7 +137,11 @@ async fn drive(conn: impl Graceful, stop: &mut watch::Receiver<bool>) -> hyper::
                 return Poll::Ready(None);
             }
         }
-        conn.as_mut().poll(cx).map(Some)
+        let polled = conn.as_mut().poll(cx).map(Some);
+        if polled.is_pending() && shared.idle_expired() {
+            return Poll::Ready(None);
+        }
+        polled
     })
     .await;
     match ended {
@@ -262,6 +271,7 @@ async fn serve_connection(
         return;
     }
     client.serve_http2(read);
+    let conn_state = down.shared.clone();
     let io = TokioIo::new(client);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let proxy = proxy.clone();
@@ -274,7 +284,7 @@ async fn serve_connection(
             )
         }
     });
-    if let Err(e) = drive(h2.serve_connection(io, service), &mut stop).await {
+    if let Err(e) = drive(h2.serve_connection(io, service), &mut stop, &conn_state).await {
         tracing::debug!(client = %remote, error = %e, "client connection ended with an error");
     }
 }
