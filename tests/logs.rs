@@ -239,3 +239,30 @@ async fn a_client_that_hangs_up_before_its_answer_is_logged_499() {
     assert_eq!(line["complete"], false, "{line}");
     assert_eq!(line["path"], "/abandoned", "{line}");
 }
+
+/// A request head the codec refuses gets its access-log line too (method
+/// and path unknown: `-`), with its status and problem type.
+#[tokio::test]
+async fn a_refused_request_head_is_logged() {
+    let b = backend("b").await;
+    let mut p = ProxyProcess::start(&default_to(&b.url())).await;
+    let reply = support::raw::send_raw(
+        p.addr(),
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let answer = reply.responses();
+    let id = answer
+        .first()
+        .and_then(|r| r.header("x-request-id"))
+        .expect("a request id on the refusal")
+        .to_owned();
+    let line = p
+        .log_line(|v| event(v, "request") && v["request_id"] == id.as_str())
+        .await;
+    assert_eq!(line["status"], 400, "{line}");
+    assert_eq!(line["problem"], "bad-framing", "{line}");
+    assert_eq!(line["method"], "-", "{line}");
+    assert_eq!(b.requests(), 0);
+}
