@@ -446,7 +446,7 @@ async fn fetch(leg: &Leg, call: &Call<'_>, path: String) -> Result<(u16, Value),
     let timeout = leg.timeout.unwrap_or(call.timeout);
     // A leg carries no body: its upstream head is written straight from its
     // own, as a plain route's bodiless request is.
-    let head = crate::proxy::forward::Bodiless::direct(
+    let head = crate::proxy::forward::Encoded::direct(
         &parts,
         &crate::proxy::forward::Outbound {
             lease: &lease,

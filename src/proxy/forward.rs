@@ -151,7 +151,7 @@ pub async fn send(
     timeout: Duration,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    let head = Bodiless::encode(req, upgrade);
+    let head = Encoded::encode(req, upgrade);
     Box::pin(send_head(lease, lane, head, timeout, connect_timeout)).await
 }
 
@@ -160,7 +160,7 @@ pub async fn send(
 pub async fn send_head(
     lease: &Lease,
     lane: Lane,
-    head: Bodiless,
+    head: Encoded,
     timeout: Duration,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
@@ -236,7 +236,7 @@ fn plain_target(path: &[u8], len: usize) -> bool {
 
 /// Everything an exchange needs from its request: the head as it goes on
 /// the wire, and the body (if any) to stream after it.
-pub struct Bodiless {
+pub struct Encoded {
     head: Vec<u8>,
     head_request: bool,
     idempotent: bool,
@@ -247,12 +247,12 @@ pub struct Bodiless {
     pub pass_head: bool,
 }
 
-impl Bodiless {
+impl Encoded {
     /// The upstream head for the client's bodiless request, written straight
-    /// from the client's head: the request [`build`] then [`Bodiless::encode`]
+    /// from the client's head: the request [`build`] then [`Encoded::encode`]
     /// make (a property test holds the two to the same headers), without
     /// building a header map in between.
-    pub fn direct(parts: &Parts, out: &Outbound<'_>) -> Result<Bodiless, ProxyError> {
+    pub fn direct(parts: &Parts, out: &Outbound<'_>) -> Result<Encoded, ProxyError> {
         let mut head = Vec::with_capacity(512);
         head.extend_from_slice(parts.method.as_str().as_bytes());
         head.push(b' ');
@@ -307,7 +307,7 @@ impl Bodiless {
             head.extend_from_slice(b"content-length: 0\r\n");
         }
         head.extend_from_slice(b"\r\n");
-        Ok(Bodiless {
+        Ok(Encoded {
             head,
             head_request: parts.method == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(&parts.method),
@@ -319,7 +319,7 @@ impl Bodiless {
 
     /// The head of a request [`build`] made, and its body: sent with its
     /// exact length when that is known, else chunked. An upgrade is bodiless.
-    fn encode(req: Request<RequestBody>, upgrade: bool) -> Bodiless {
+    fn encode(req: Request<RequestBody>, upgrade: bool) -> Encoded {
         use crate::http1::encode::BodyHeader;
         let (mut parts, body) = req.into_parts();
         // The length goes on the wire as this hop frames the body.
@@ -338,7 +338,7 @@ impl Bodiless {
         let req = Request::from_parts(parts, ());
         let mut head = Vec::with_capacity(512);
         crate::http1::encode::request_head(&req, framing, &mut head);
-        Bodiless {
+        Encoded {
             head,
             head_request: req.method() == Method::HEAD,
             idempotent: crate::fallback::is_idempotent(req.method()),
@@ -356,7 +356,7 @@ impl Bodiless {
 async fn exchange(
     target: &Target,
     home: Home,
-    mut req: Bodiless,
+    mut req: Encoded,
     connect_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     let authority = target.authority.as_str();
@@ -524,9 +524,9 @@ mod tests {
                 client_ip: &client_ip,
                 scheme: "http",
             };
-            let direct = Bodiless::direct(&parts, &out()).unwrap();
+            let direct = Encoded::direct(&parts, &out()).unwrap();
             let built = build(copy_head(&parts), RequestBody::empty(), out()).unwrap();
-            let encoded = Bodiless::encode(built, false);
+            let encoded = Encoded::encode(built, false);
             prop_assert_eq!(read(&direct.head), read(&encoded.head));
             prop_assert_eq!(direct.head_request, encoded.head_request);
             prop_assert_eq!(direct.idempotent, encoded.idempotent);

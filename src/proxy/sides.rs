@@ -165,7 +165,7 @@ async fn send_on(
     if !how.upgrade && http_body::Body::is_end_stream(&body) {
         // The common case: the upstream head is written straight from the
         // client's, with no request built in between.
-        let mut head = forward::Bodiless::direct(&parts, &out)?;
+        let mut head = forward::Encoded::direct(&parts, &out)?;
         head.pass_head = how.pass_head;
         drop(out);
         // The client's head is written out: its map is spare.
