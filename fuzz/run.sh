@@ -13,9 +13,10 @@ export RUSTC_BOOTSTRAP=1
 for target in request_head chunked response_head path; do
   if [ -n "${RUNS:-}" ]; then
     limit=(-runs="$RUNS")
+    echo "== fuzz $target ($RUNS runs)"
   else
     limit=(-max_total_time="$seconds")
+    echo "== fuzz $target (${seconds} s)"
   fi
-  echo "== fuzz $target (${RUNS:+$RUNS runs}${RUNS:-${seconds}s})"
   cargo fuzz run --sanitizer none "$target" -- "${limit[@]}" -max_len=4096 -print_final_stats=1
 done
