@@ -157,20 +157,18 @@ async fn unusual_requests_are_served_or_refused_with_their_status() {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_goes_away_ends_its_upstream_request() {
-    // The upstream never answers; it reports when the request's head has
-    // arrived, and when the proxy drops the request's connection to it.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+/// An upstream that never answers; it reports `"head"` when a request's
+/// head has arrived, and `"dropped"` when the proxy closes that connection.
+async fn reporting_upstream() -> (Server, tokio::sync::mpsc::UnboundedReceiver<&'static str>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
         let tx = tx.clone();
         async move {
             use tokio::io::AsyncReadExt;
-            let mut buf = [0u8; 4096];
             if support::raw::read_head(&mut s).await {
                 let _ = tx.send("head");
             }
-            // Then nothing until the proxy closes its end.
+            let mut buf = [0u8; 4096];
             while let Ok(n) = s.read(&mut buf).await {
                 if n == 0 {
                     break;
@@ -181,6 +179,12 @@ async fn a_client_that_goes_away_ends_its_upstream_request() {
     })
     .await
     .unwrap();
+    (up, rx)
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_ends_its_upstream_request() {
+    let (up, mut rx) = reporting_upstream().await;
     let proxy = start(&default_to(&up.url())).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -331,25 +335,7 @@ async fn a_request_never_carries_headers_of_the_one_before() {
 /// the connection is idle and closes at `idle_timeout`.
 #[tokio::test]
 async fn a_reset_http2_stream_ends_its_exchange_and_frees_the_connection() {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let up = legacy_stub::spawn_raw(move |mut s: tokio::net::TcpStream| {
-        let tx = tx.clone();
-        async move {
-            use tokio::io::AsyncReadExt;
-            if support::raw::read_head(&mut s).await {
-                let _ = tx.send("head");
-            }
-            let mut buf = [0u8; 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-            let _ = tx.send("dropped");
-        }
-    })
-    .await
-    .unwrap();
+    let (up, mut rx) = reporting_upstream().await;
     let proxy = start(&format!(
         "[server]\nidle_timeout = \"300ms\"\nheader_read_timeout = \"30s\"\n{}",
         default_to(&up.url())

@@ -163,14 +163,24 @@ impl Decoder {
     /// Checks the body bytes `buf` holds without taking them: a framing
     /// error in what has already arrived is found before any of it is sent
     /// on. Whether the body is complete in `buf` is the `bool`.
-    pub fn check(&self, buf: &[u8]) -> Result<bool, BodyError> {
-        let mut d = *self;
-        let mut b = BytesMut::from(buf);
+    pub fn check(&self, mut buf: &[u8]) -> Result<bool, BodyError> {
+        let mut kind = self.kind;
         loop {
-            match d.decode(&mut b)? {
-                Decoded::Data(_) => {}
-                Decoded::Trailers(_) | Decoded::End => return Ok(true),
-                Decoded::More => return Ok(false),
+            match &mut kind {
+                Kind::Done => return Ok(true),
+                Kind::Length(n) => return Ok(buf.len() as u64 >= *n),
+                Kind::UntilClose => return Ok(false),
+                Kind::Chunked(c) => {
+                    if buf.is_empty() {
+                        return Ok(false);
+                    }
+                    let st = c.step(buf)?;
+                    buf = &buf[st.used..];
+                    if st.last {
+                        kind = Kind::Trailers;
+                    }
+                }
+                Kind::Trailers => return Ok(trailer_section(buf)?.is_some()),
             }
         }
     }
