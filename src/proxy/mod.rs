@@ -160,30 +160,14 @@ impl Proxy {
     /// HTTP/1 codec refused its head): the problem answer for `e`, which
     /// closes the connection, and the request's access-log line.
     pub fn refuse(&self, e: ProxyError, down: &Downstream) -> Response<ResponseBody> {
-        down.shared.begin();
         let snap = self.snapshot.load_full();
         let request_id = headers::generate_request_id();
         let id = request_id.to_str().unwrap_or("-");
         log_failure(&e, id);
         let mut resp = e.to_response(id);
-        let log = Box::new(Completion {
-            started: Instant::now(),
-            request_id: request_id.clone(),
-            client: down.remote,
-            method: None,
-            uri: None,
-            route: None,
-            upstream: None,
-            fell_back_from: None,
-            retries: 0,
-            legs: None,
-            status: resp.status().as_u16(),
-            problem: Some(e.status_and_type().1),
-            lease: None,
-            conn: down.shared.clone(),
-            snap,
-            logged: false,
-        });
+        let mut log = Completion::start(down, snap, request_id.clone(), None);
+        log.status = resp.status().as_u16();
+        log.problem = Some(e.status_and_type().1);
         resp.headers_mut().insert(headers::X_REQUEST_ID, request_id);
         resp.body_mut().on_complete(log);
         resp
@@ -195,27 +179,14 @@ impl Proxy {
         down: &Downstream,
         pass_head: bool,
     ) -> Response<ResponseBody> {
-        down.shared.begin();
         let snap = self.snapshot.load_full();
         let request_id = headers::request_id(req.headers());
-        let mut log = Box::new(Completion {
-            started: Instant::now(),
-            request_id: request_id.clone(),
-            client: down.remote,
-            method: Some(req.method().clone()),
-            uri: Some(req.uri().clone()),
-            route: None,
-            upstream: None,
-            fell_back_from: None,
-            retries: 0,
-            legs: None,
-            status: 0,
-            problem: None,
-            lease: None,
-            conn: down.shared.clone(),
-            snap: snap.clone(),
-            logged: false,
-        });
+        let mut log = Completion::start(
+            down,
+            snap.clone(),
+            request_id.clone(),
+            Some((req.method(), req.uri())),
+        );
         let mut resp = match self
             .journey(&snap, req, down, Call { pass_head }, &request_id, &mut log)
             .await
@@ -611,6 +582,36 @@ impl Drop for Completion {
 const CLIENT_CLOSED: u16 = 499;
 
 impl Completion {
+    /// The record of a request that starts now, counted in flight on its
+    /// connection until the record is written (or dropped); `request` is
+    /// its method and target, when it got as far as having them.
+    fn start(
+        down: &Downstream,
+        snap: Arc<Snapshot>,
+        request_id: HeaderValue,
+        request: Option<(&Method, &Uri)>,
+    ) -> Box<Completion> {
+        down.shared.begin();
+        Box::new(Completion {
+            started: Instant::now(),
+            request_id,
+            client: down.remote,
+            method: request.map(|(m, _)| m.clone()),
+            uri: request.map(|(_, u)| u.clone()),
+            route: None,
+            upstream: None,
+            fell_back_from: None,
+            retries: 0,
+            legs: None,
+            status: 0,
+            problem: None,
+            lease: None,
+            conn: down.shared.clone(),
+            snap,
+            logged: false,
+        })
+    }
+
     fn write_log(&mut self, bytes: u64, complete: bool) {
         if std::mem::replace(&mut self.logged, true) {
             return;
